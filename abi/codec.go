@@ -219,6 +219,20 @@ func DecodeRequest(b []byte, r *Request) error {
 	return d.done("request")
 }
 
+// RequestIDOf returns the request id field of an encoded Request without
+// decoding the rest, or nil when the message is malformed. It aliases msg.
+func RequestIDOf(msg []byte) []byte {
+	d := reader{b: msg}
+	for i := 0; i < 6; i++ {
+		d.bytes("field")
+	}
+	id := d.bytes("request id")
+	if d.err != nil {
+		return nil
+	}
+	return id
+}
+
 // DecodeResponse decodes b into r, reusing r's header capacity. The fields
 // of r alias b. It never panics; a status outside 100..999 is an error.
 func DecodeResponse(b []byte, r *Response) error {

@@ -53,13 +53,17 @@ type Call struct {
 	Services *Services
 	// Log is the plugin's logger (plugin=name attribute set).
 	Log *slog.Logger
-	// RequestID is the HTTP request id, or the job id for a job.
-	RequestID string
+	// reqID is the HTTP request id, or the job id for a job; it aliases
+	// the call's message and is turned into a string only when used.
+	reqID []byte
 
 	handles  map[int64]Handle
 	nextID   int64
 	cleanups []func()
 }
+
+// RequestID returns the HTTP request id of the call, or the job id of a job.
+func (c *Call) RequestID() string { return string(c.reqID) }
 
 // Handle is a per-call resource a guest refers to by number (an open
 // transaction, a prepared statement). Release is called when the guest
@@ -101,7 +105,7 @@ func (c *Call) End() {
 	c.cleanups = c.cleanups[:0]
 	c.nextID = 0
 	c.Ctx = nil
-	c.RequestID = ""
+	c.reqID = nil
 }
 
 // OpFunc implements one host operation. args reads the guest's argument

@@ -1,0 +1,548 @@
+// Package wazero is the default engine: github.com/tetratelabs/wazero in
+// compiler mode, with an on-disk compilation cache, real clocks and crypto
+// randomness for guests, linear memory mapped outside the Go heap, and
+// deadlines enforced by loop instrumentation (see internal/wasmrewrite and
+// docs/RATIONALE.md "Why instrument loops instead of CloseOnContextDone?").
+package wazero
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wasmcorn/wasmcorn/abi"
+	"github.com/wasmcorn/wasmcorn/host/engine"
+)
+
+// Name is this engine's config name.
+const Name = "wazero"
+
+func init() { engine.Register(Name, New) }
+
+// Engine runs modules on wazero. Two runtimes share one compilation cache:
+// plain, for modules whose loops are instrumented (or that opted out of
+// deadlines), and guarded, compiled with WithCloseOnContextDone for modules
+// the rewriter cannot handle, so every deadline holds either way.
+type Engine struct {
+	cache   wazero.CompilationCache
+	plain   wazero.Runtime
+	guarded wazero.Runtime
+}
+
+// New returns a wazero engine. cfg.CacheDir, when set, holds compiled code
+// across restarts (keyed by wazero on module bytes and its own version).
+func New(cfg engine.Config) (engine.Engine, error) {
+	ctx := context.Background()
+	var cache wazero.CompilationCache
+	if cfg.CacheDir != "" {
+		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("wazero: compilation cache in %s: %w", cfg.CacheDir, err)
+		}
+		cache = c
+	} else {
+		cache = wazero.NewCompilationCache()
+	}
+	mk := func(guarded bool) (wazero.Runtime, error) {
+		rc := wazero.NewRuntimeConfigCompiler().
+			WithCompilationCache(cache).
+			WithCloseOnContextDone(guarded)
+		rt := wazero.NewRuntimeWithConfig(ctx, rc)
+		if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+			return nil, fmt.Errorf("wazero: instantiate WASI: %w", err)
+		}
+		_, err := rt.NewHostModuleBuilder(abi.ImportModule).
+			NewFunctionBuilder().
+			WithGoModuleFunction(api.GoModuleFunc(hostCall),
+				[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32},
+				[]api.ValueType{api.ValueTypeI32}).
+			WithParameterNames("op", "in_ptr", "in_len", "out_ptr", "out_cap").
+			Export(abi.ImportCall).
+			NewFunctionBuilder().
+			WithGoModuleFunction(api.GoModuleFunc(hostResult),
+				[]api.ValueType{api.ValueTypeI32, api.ValueTypeI32},
+				[]api.ValueType{api.ValueTypeI32}).
+			WithParameterNames("ptr", "cap").
+			Export(abi.ImportResult).
+			Instantiate(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("wazero: instantiate host module: %w", err)
+		}
+		return rt, nil
+	}
+	e := &Engine{cache: cache}
+	var err error
+	if e.plain, err = mk(false); err != nil {
+		return nil, err
+	}
+	if e.guarded, err = mk(true); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Name implements engine.Engine.
+func (e *Engine) Name() string { return Name }
+
+// Close implements engine.Engine.
+func (e *Engine) Close(ctx context.Context) error {
+	return errors.Join(e.plain.Close(ctx), e.guarded.Close(ctx), e.cache.Close(ctx))
+}
+
+// instrument rewrites a module so its loops can be interrupted; it returns
+// an error wrapping errUninstrumentable when the module must fall back to
+// the guarded runtime. Set by instrument.go.
+var instrument func(wasm []byte) ([]byte, error)
+
+// Compile implements engine.Engine.
+func (e *Engine) Compile(ctx context.Context, name string, wasm []byte, cfg engine.ModuleConfig) (engine.Module, error) {
+	rt := e.plain
+	mode := "plain"
+	code := wasm
+	if cfg.Interruptible {
+		rt, mode = e.guarded, "guarded"
+		if instrument != nil {
+			if out, err := instrument(wasm); err == nil {
+				code, rt, mode = out, e.plain, "instrumented"
+			}
+		}
+	}
+	cm, err := rt.CompileModule(ctx, code)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: compile: %w", name, err)
+	}
+	if err := checkModule(name, cm); err != nil {
+		_ = cm.Close(ctx)
+		return nil, err
+	}
+	_, hasInit := cm.ExportedFunctions()[abi.ExportInitialize]
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		WithSysWalltime().
+		WithSysNanotime().
+		WithSysNanosleep().
+		WithRandSource(rand.Reader)
+	if hasInit {
+		mc = mc.WithStartFunctions(abi.ExportInitialize)
+	} else {
+		mc = mc.WithStartFunctions()
+	}
+	for k, v := range cfg.Env {
+		mc = mc.WithEnv(k, v)
+	}
+	if len(cfg.Dirs) > 0 {
+		fc := wazero.NewFSConfig()
+		for _, d := range cfg.Dirs {
+			if d.ReadWrite {
+				fc = fc.WithDirMount(d.HostPath, d.GuestPath)
+			} else {
+				fc = fc.WithReadOnlyDirMount(d.HostPath, d.GuestPath)
+			}
+		}
+		mc = mc.WithFSConfig(fc)
+	}
+	limit := uint64(cfg.MaxMemoryPages) * 65536
+	_, hasJob := cm.ExportedFunctions()[abi.ExportJob]
+	return &module{
+		name: name, rt: rt, cm: cm, mc: mc, cfg: cfg, mode: mode, hasJob: hasJob,
+		allocCtx: experimental.WithMemoryAllocator(context.Background(), newAllocator(limit)),
+		hash:     sha256.Sum256(wasm),
+	}, nil
+}
+
+type sig struct {
+	params, results []api.ValueType
+}
+
+var (
+	i32 = api.ValueTypeI32
+	i64 = api.ValueTypeI64
+
+	requiredExports = map[string]sig{
+		abi.ExportVersion: {nil, []api.ValueType{i32}},
+		abi.ExportAlloc:   {[]api.ValueType{i32}, []api.ValueType{i32}},
+		abi.ExportHandle:  {[]api.ValueType{i32, i32}, []api.ValueType{i64}},
+	}
+	optionalExports = map[string]sig{
+		abi.ExportJob:        {[]api.ValueType{i32, i32}, []api.ValueType{i64}},
+		abi.ExportInitialize: {nil, nil},
+	}
+)
+
+// checkModule verifies exports and imports before any instance exists, with
+// one distinct error per failure.
+func checkModule(name string, cm wazero.CompiledModule) error {
+	exports := cm.ExportedFunctions()
+	if _, ok := exports[abi.ExportVersion]; !ok {
+		if _, isCmd := exports["_start"]; isCmd {
+			return fmt.Errorf("plugin %q: %w: it is a WASI command (exports _start), not a wasmcorn reactor; build Go plugins with -buildmode=c-shared and the wasmcorn SDK", name, engine.ErrMissingExport)
+		}
+	}
+	check := func(exp string, want sig, required bool) error {
+		def, ok := exports[exp]
+		if !ok {
+			if required {
+				return fmt.Errorf("plugin %q: %w: %s is not exported", name, engine.ErrMissingExport, exp)
+			}
+			return nil
+		}
+		if !equalTypes(def.ParamTypes(), want.params) || !equalTypes(def.ResultTypes(), want.results) {
+			return fmt.Errorf("plugin %q: %w: %s has type %s, want %s", name, engine.ErrMissingExport,
+				exp, fmtSig(def.ParamTypes(), def.ResultTypes()), fmtSig(want.params, want.results))
+		}
+		return nil
+	}
+	for _, exp := range []string{abi.ExportVersion, abi.ExportAlloc, abi.ExportHandle} {
+		if err := check(exp, requiredExports[exp], true); err != nil {
+			return err
+		}
+	}
+	for exp, want := range optionalExports {
+		if err := check(exp, want, false); err != nil {
+			return err
+		}
+	}
+	for _, imp := range cm.ImportedFunctions() {
+		mod, fn, _ := imp.Import()
+		switch mod {
+		case wasi_snapshot_preview1.ModuleName:
+		case abi.ImportModule:
+			if fn != abi.ImportCall && fn != abi.ImportResult {
+				return fmt.Errorf("plugin %q: imports %s.%s, which this host does not provide (ABI version %d has %s and %s)",
+					name, mod, fn, abi.Version, abi.ImportCall, abi.ImportResult)
+			}
+		default:
+			return fmt.Errorf("plugin %q: imports %s.%s, which this host does not provide (only %s and %s functions exist)",
+				name, mod, fn, abi.ImportModule, wasi_snapshot_preview1.ModuleName)
+		}
+	}
+	return nil
+}
+
+func equalTypes(a, b []api.ValueType) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func fmtSig(params, results []api.ValueType) string {
+	var b bytes.Buffer
+	b.WriteByte('(')
+	for i, p := range params {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(api.ValueTypeName(p))
+	}
+	b.WriteString(") -> (")
+	for i, r := range results {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(api.ValueTypeName(r))
+	}
+	b.WriteByte(')')
+	return b.String()
+}
+
+type module struct {
+	name     string
+	rt       wazero.Runtime
+	cm       wazero.CompiledModule
+	mc       wazero.ModuleConfig
+	cfg      engine.ModuleConfig
+	mode     string // plain, instrumented or guarded
+	hasJob   bool
+	allocCtx context.Context
+	hash     [32]byte
+}
+
+// Mode reports how deadlines are enforced for this module: "instrumented",
+// "guarded" (wazero CloseOnContextDone) or "plain" (not at all).
+func (m *module) Mode() string { return m.mode }
+
+func (m *module) HasExport(name string) bool {
+	_, ok := m.cm.ExportedFunctions()[name]
+	return ok
+}
+
+func (m *module) Close(ctx context.Context) error { return m.cm.Close(ctx) }
+
+func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.Instance, error) {
+	in := &instance{mod: m, hc: hc}
+	in.ectx.in = in
+	in.ectx.Context = ctx
+	mc := m.mc
+	if m.cfg.Stdout != nil {
+		mc = mc.WithStdout(&lineSplitter{w: m.cfg.Stdout})
+	}
+	if m.cfg.Stderr != nil {
+		mc = mc.WithStderr(&lineSplitter{w: m.cfg.Stderr})
+	}
+	// The memory allocator travels in the context wazero instantiates with;
+	// host calls made by _initialize find the instance through ectx.
+	ictx := &instantiateCtx{Context: m.allocCtx, ectx: &in.ectx}
+	mod, err := m.rt.InstantiateModule(ictx, m.cm, mc)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: %w: %v", m.name, engine.ErrInit, err)
+	}
+	in.m = mod
+	in.mem = mod.Memory()
+	in.alloc = mod.ExportedFunction(abi.ExportAlloc)
+	in.handle = mod.ExportedFunction(abi.ExportHandle)
+	in.job = mod.ExportedFunction(abi.ExportJob)
+	if in.mem == nil {
+		_ = mod.Close(ctx)
+		return nil, fmt.Errorf("plugin %q: %w: the module has no memory", m.name, engine.ErrMissingExport)
+	}
+	if m.mode == "instrumented" {
+		g, ok := mod.ExportedGlobal(interruptExport).(api.MutableGlobal)
+		if !ok {
+			_ = mod.Close(ctx)
+			return nil, fmt.Errorf("plugin %q: %w: instrumented module lacks its interrupt global", m.name, engine.ErrInit)
+		}
+		in.interruptG = g
+	}
+	v := mod.ExportedFunction(abi.ExportVersion)
+	in.ectx.Context = ctx
+	res, err := v.Call(&in.ectx)
+	if err != nil {
+		_ = mod.Close(ctx)
+		return nil, fmt.Errorf("plugin %q: %w: %s trapped: %v", m.name, engine.ErrInit, abi.ExportVersion, err)
+	}
+	if got := int32(res[0]); got != abi.Version {
+		_ = mod.Close(ctx)
+		return nil, fmt.Errorf("plugin %q: %w: plugin speaks wasmcorn ABI version %d; this host implements version %d",
+			m.name, engine.ErrABIVersion, got, abi.Version)
+	}
+	return in, nil
+}
+
+// interruptExport must match wasmrewrite.InterruptExport.
+var interruptExport = "wasmcorn.interrupt"
+
+// instantiateCtx carries the memory allocator (a context value wazero
+// reads) and the instance for host calls during _initialize.
+type instantiateCtx struct {
+	context.Context
+	ectx *execCtx
+}
+
+// execCtx is the context passed to every export call. Host functions find
+// their instance through it with a type assertion: no map, no allocation.
+type execCtx struct {
+	context.Context
+	in *instance
+}
+
+type instance struct {
+	mod        *module
+	hc         engine.HostCaller
+	m          api.Module
+	mem        api.Memory
+	alloc      api.Function
+	handle     api.Function
+	job        api.Function
+	interruptG api.MutableGlobal
+
+	ectx        execCtx
+	stack       [2]uint64
+	bufPtr      uint32
+	bufCap      uint32
+	reply       []byte
+	pending     bool
+	interrupted atomic.Bool
+	closeOnce   sync.Once
+}
+
+func execOf(ctx context.Context) *instance {
+	switch c := ctx.(type) {
+	case *execCtx:
+		return c.in
+	case *instantiateCtx:
+		return c.ectx.in
+	}
+	return nil
+}
+
+func (in *instance) MemoryBytes() uint64 { return uint64(in.mem.Size()) }
+
+func (in *instance) Interrupt() {
+	if in.interrupted.Swap(true) {
+		return
+	}
+	if in.interruptG != nil {
+		in.interruptG.Set(1)
+	}
+	// Guarded modules stop through the context's Done channel, which the
+	// caller's watchdog closes.
+}
+
+func (in *instance) Close(ctx context.Context) error {
+	var err error
+	in.closeOnce.Do(func() {
+		if in.m != nil {
+			err = in.m.Close(ctx)
+		}
+	})
+	return err
+}
+
+func (in *instance) Call(ctx context.Context, export string, req []byte, maxOut uint32) ([]byte, error) {
+	fn := in.handle
+	if export == abi.ExportJob {
+		fn = in.job
+		if fn == nil {
+			return nil, fmt.Errorf("plugin %q: %w: %s is not exported", in.mod.name, engine.ErrMissingExport, abi.ExportJob)
+		}
+	} else if export != abi.ExportHandle {
+		return nil, fmt.Errorf("plugin %q: %w: %s is not a callable export", in.mod.name, engine.ErrMissingExport, export)
+	}
+	in.ectx.Context = ctx
+	n := uint32(len(req))
+	if n > in.bufCap || in.bufPtr == 0 {
+		size := n
+		if size < 4096 {
+			size = 4096
+		}
+		in.stack[0] = uint64(size)
+		if err := in.alloc.CallWithStack(&in.ectx, in.stack[:1]); err != nil {
+			return nil, in.callError(abi.ExportAlloc, err)
+		}
+		ptr := uint32(in.stack[0])
+		if ptr == 0 || uint64(ptr)+uint64(size) > uint64(in.mem.Size()) {
+			return nil, fmt.Errorf("plugin %q: %w: %s(%d) returned %#x, outside memory of %d bytes",
+				in.mod.name, engine.ErrTrap, abi.ExportAlloc, size, ptr, in.mem.Size())
+		}
+		in.bufPtr, in.bufCap = ptr, size
+	}
+	if !in.mem.Write(in.bufPtr, req) {
+		return nil, fmt.Errorf("plugin %q: %w: request buffer %#x+%d outside memory", in.mod.name, engine.ErrTrap, in.bufPtr, n)
+	}
+	in.stack[0], in.stack[1] = uint64(in.bufPtr), uint64(n)
+	if err := fn.CallWithStack(&in.ectx, in.stack[:2]); err != nil {
+		return nil, in.callError(export, err)
+	}
+	ptr, size := abi.UnpackPtrLen(in.stack[0])
+	if size > maxOut {
+		return nil, fmt.Errorf("plugin %q: %w: %d bytes, limit %d", in.mod.name, engine.ErrResponseTooLarge, size, maxOut)
+	}
+	out, ok := in.mem.Read(ptr, size)
+	if !ok {
+		return nil, fmt.Errorf("plugin %q: %w: %s returned %#x+%d, outside memory of %d bytes",
+			in.mod.name, engine.ErrTrap, export, ptr, size, in.mem.Size())
+	}
+	return out, nil
+}
+
+func (in *instance) callError(export string, err error) error {
+	var exit *sys.ExitError
+	if in.interrupted.Load() || (errors.As(err, &exit) &&
+		(exit.ExitCode() == sys.ExitCodeDeadlineExceeded || exit.ExitCode() == sys.ExitCodeContextCanceled)) {
+		return fmt.Errorf("plugin %q: %w", in.mod.name, engine.ErrInterrupted)
+	}
+	return fmt.Errorf("plugin %q: %w in %s: %v", in.mod.name, engine.ErrTrap, export, err)
+}
+
+// trapError is panicked by host functions on a bad guest pointer; wazero
+// turns the panic into an error returned from the export call.
+type trapError struct{ msg string }
+
+func (e *trapError) Error() string { return e.msg }
+
+func hostCall(ctx context.Context, mod api.Module, stack []uint64) {
+	in := execOf(ctx)
+	if in == nil {
+		panic(&trapError{"wasmcorn.call: no call in progress"})
+	}
+	op := uint32(stack[0])
+	inPtr, inLen := uint32(stack[1]), uint32(stack[2])
+	outPtr, outCap := uint32(stack[3]), uint32(stack[4])
+	mem := mod.Memory()
+	args, ok := mem.Read(inPtr, inLen)
+	if !ok {
+		panic(&trapError{fmt.Sprintf("wasmcorn.call(%s): argument region %#x+%d outside memory of %d bytes",
+			abi.Op(op), inPtr, inLen, mem.Size())})
+	}
+	if uint64(outPtr)+uint64(outCap) > uint64(mem.Size()) {
+		panic(&trapError{fmt.Sprintf("wasmcorn.call(%s): reply region %#x+%d outside memory of %d bytes",
+			abi.Op(op), outPtr, outCap, mem.Size())})
+	}
+	in.reply = in.hc.HostCall(in.ectx.Context, op, args, in.reply[:0])
+	n := uint32(len(in.reply))
+	if n <= outCap {
+		out, _ := mem.Read(outPtr, n)
+		copy(out, in.reply)
+		in.pending = false
+	} else {
+		in.pending = true
+	}
+	if cap(in.reply) > 1<<20 && !in.pending {
+		in.reply = nil // do not pin a huge reply buffer per instance
+	}
+	stack[0] = uint64(n)
+}
+
+func hostResult(ctx context.Context, mod api.Module, stack []uint64) {
+	in := execOf(ctx)
+	ptr, capacity := uint32(stack[0]), uint32(stack[1])
+	if in == nil || !in.pending || uint32(len(in.reply)) > capacity {
+		stack[0] = api.EncodeI32(-1)
+		return
+	}
+	out, ok := mod.Memory().Read(ptr, uint32(len(in.reply)))
+	if !ok {
+		panic(&trapError{fmt.Sprintf("wasmcorn.result: region %#x+%d outside memory of %d bytes",
+			ptr, len(in.reply), mod.Memory().Size())})
+	}
+	copy(out, in.reply)
+	in.pending = false
+	stack[0] = uint64(len(in.reply))
+}
+
+// lineSplitter turns guest stdout/stderr writes into lines.
+type lineSplitter struct {
+	w   engine.LineWriter
+	buf []byte
+}
+
+func (l *lineSplitter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			l.buf = append(l.buf, p...)
+			if len(l.buf) > 64<<10 { // flush very long lines in pieces
+				l.w.WriteLine(l.buf)
+				l.buf = l.buf[:0]
+			}
+			break
+		}
+		if len(l.buf) > 0 {
+			l.buf = append(l.buf, p[:i]...)
+			l.w.WriteLine(l.buf)
+			l.buf = l.buf[:0]
+		} else {
+			l.w.WriteLine(p[:i])
+		}
+		p = p[i+1:]
+	}
+	return n, nil
+}
