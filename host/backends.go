@@ -22,6 +22,14 @@ type SQL interface {
 // host. A TTL of 0 means no expiry. A backend that is down returns an error
 // wrapping ErrBackendDown; the host turns reads into misses and writes into
 // no-ops for it, counting and logging each.
+//
+// Key strings and value slices passed in are valid only during the method
+// call (the host builds keys in a reused buffer and values alias guest
+// memory): an implementation that keeps one must copy it. Slices returned by
+// Get and GetMany may be shared with the backend's storage: callers must not
+// modify them. A value over the backend's limit fails with an error wrapping
+// ErrValueTooLarge; Incr on a value that is not a decimal int64, or an Incr
+// that would overflow, fails with an error wrapping ErrNotInteger.
 type Cache interface {
 	Get(ctx context.Context, key string) (val []byte, ok bool, err error)
 	Set(ctx context.Context, key string, val []byte, ttl time.Duration) error
@@ -54,4 +62,9 @@ var (
 	ErrBackendDown = errors.New("backend unavailable")
 	// ErrLockHeld: the lock is held by another token (abi.ErrConflict).
 	ErrLockHeld = errors.New("lock held")
+	// ErrValueTooLarge: a cache value over the backend's limit (abi.ErrTooLarge).
+	ErrValueTooLarge = errors.New("cache value too large")
+	// ErrNotInteger: cache.incr on a value that is not a decimal int64, or
+	// an increment that would overflow (abi.ErrInvalid).
+	ErrNotInteger = errors.New("cache value is not an integer or would overflow")
 )
