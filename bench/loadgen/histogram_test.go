@@ -108,9 +108,9 @@ func TestHistogramEmptyAndEdges(t *testing.T) {
 	if h.Percentile(50) != 0 || h.Min() != 0 || h.Max() != 0 || h.Mean() != 0 || h.StdDev() != 0 {
 		t.Fatal("empty histogram must report zeros")
 	}
-	h.Record(-5)                   // counts as zero
-	h.Record(5 * time.Hour)        // beyond the tracked range
-	h.Record(time.Duration(1<<62)) // far beyond
+	h.Record(-5)                     // counts as zero
+	h.Record(5 * time.Hour)          // beyond the tracked range
+	h.Record(time.Duration(1 << 62)) // far beyond
 	if h.Min() != 0 {
 		t.Errorf("Min = %v, want 0", h.Min())
 	}

@@ -150,8 +150,8 @@ type Result struct {
 	// Duration is the measured wall time.
 	Duration time.Duration `json:"duration_ns"`
 	// Requests is every measured request that ended, successful or not.
-	Requests  int64 `json:"requests"`
-	Successes int64 `json:"successes"`
+	Requests  int64  `json:"requests"`
+	Successes int64  `json:"successes"`
 	Errors    Errors `json:"errors"`
 	// ErrorSamples holds the first error message seen for each error kind.
 	ErrorSamples map[string]string `json:"error_samples,omitempty"`

@@ -126,7 +126,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		s.static = fs.NewRequestHandler()
 	}
 	s.srv = &fasthttp.Server{
-		Handler:                       s.Handle,
+		Handler:      s.Handle,
 		Name:         "native",
 		ReadTimeout:  DefaultRequestTimeout,
 		WriteTimeout: DefaultRequestTimeout,
