@@ -100,4 +100,3 @@ func TestWaitTCPReportsExit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
