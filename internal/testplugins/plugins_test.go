@@ -1,0 +1,496 @@
+package testplugins
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmcorn/wasmcorn/abi"
+)
+
+func TestCompileUnknown(t *testing.T) {
+	for _, name := range []string{"no_such_plugin", "../hello", "Hello", ""} {
+		if _, err := Compile(name); !errors.Is(err, ErrUnknownPlugin) {
+			t.Errorf("Compile(%q) = %v, want ErrUnknownPlugin", name, err)
+		}
+	}
+}
+
+func TestBuildIsCached(t *testing.T) {
+	skipShort(t)
+	p1 := Build(t, "hello")
+	st1, err := os.Stat(p1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2 := Build(t, "hello")
+	st2, err := os.Stat(p2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1 != p2 || !st1.ModTime().Equal(st2.ModTime()) {
+		t.Fatalf("second Build rebuilt: %s (%v) then %s (%v)", p1, st1.ModTime(), p2, st2.ModTime())
+	}
+	b, err := os.ReadFile(p1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte("\x00asm")) {
+		t.Fatalf("%s is not a wasm module", p1)
+	}
+}
+
+func TestHello(t *testing.T) {
+	skipShort(t)
+	ctx := context.Background()
+	h, err := startGuest(t, "hello", hostOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ { // the instance serves request after request
+		resp, err := h.do(ctx, get("/hello/", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Status != 200 || string(resp.Body) != `{"message":"hello, world"}` ||
+			header(resp, "Content-Type") != "application/json" {
+			t.Fatalf("response %d %q %v", resp.Status, resp.Body, resp.Headers)
+		}
+	}
+	req := get("/hello/", "")
+	req.Method = []byte("POST")
+	resp, err := h.do(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != 405 || header(resp, "Allow") != "GET, HEAD" {
+		t.Fatalf("POST: %d %v", resp.Status, resp.Headers)
+	}
+}
+
+// TestRequestBufferReuse checks the SDK's side of the alloc contract: the
+// host may write a request anywhere inside the buffer alloc returned.
+func TestRequestBufferReuse(t *testing.T) {
+	skipShort(t)
+	ctx := context.Background()
+	h, err := startGuest(t, "echo", hostOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []uint32{0, 1, 1000} {
+		resp, err := h.doAt(ctx, get("/echo/off", "x=1"), off)
+		if err != nil {
+			t.Fatalf("offset %d: %v", off, err)
+		}
+		var e echoDoc
+		if err := json.Unmarshal(resp.Body, &e); err != nil || e.Path != "/echo/off" {
+			t.Fatalf("offset %d: %d %s (%v)", off, resp.Status, resp.Body, err)
+		}
+	}
+	// A region outside the alloc buffer is refused with a 500 and a log.
+	res, err := h.handle.Call(ctx, 8, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, n := abi.UnpackPtrLen(res[0])
+	out, _ := h.mod.Memory().Read(p, n)
+	var resp abi.Response
+	if err := abi.DecodeResponse(out, &resp); err != nil || resp.Status != 500 {
+		t.Fatalf("request outside the buffer: %v %d", err, resp.Status)
+	}
+	if len(h.logs) == 0 || !strings.Contains(h.logs[len(h.logs)-1].Msg, "outside the buffer") {
+		t.Fatalf("logs = %+v", h.logs)
+	}
+}
+
+type echoDoc struct {
+	Method        string              `json:"method"`
+	Scheme        string              `json:"scheme"`
+	Host          string              `json:"host"`
+	Path          string              `json:"path"`
+	RawQuery      string              `json:"raw_query"`
+	RequestURI    string              `json:"request_uri"`
+	Headers       map[string][]string `json:"headers"`
+	ContentLength int64               `json:"content_length"`
+	Body          string              `json:"body"`
+	BodyBase64    string              `json:"body_base64"`
+	RemoteAddr    string              `json:"remote_addr"`
+	RequestID     string              `json:"request_id"`
+	TLS           bool                `json:"tls"`
+	Config        *string             `json:"config"`
+}
+
+func TestEcho(t *testing.T) {
+	skipShort(t)
+	ctx := context.Background()
+	h, err := startGuest(t, "echo", hostOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("binary\x00\xff\xfe body")
+	req := &abi.Request{
+		Method: []byte("PUT"), Scheme: []byte("https"), Host: []byte("api.example.test:8443"),
+		Path: []byte("/echo/a b/ü"), RawQuery: []byte("q=1&q=2&log=hello+host&config=greeting"),
+		RemoteAddr: []byte("[::1]:40000"), RequestID: []byte("rid-42"),
+		Headers: []abi.Header{
+			{Name: []byte("content-type"), Value: []byte("application/octet-stream")},
+			{Name: []byte("X-Multi"), Value: []byte("one")},
+			{Name: []byte("x-multi"), Value: []byte("two")},
+			{Name: []byte("Host"), Value: []byte("ignored.example")},
+		},
+		Body: body,
+	}
+	resp, err := h.do(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != 200 {
+		t.Fatalf("status %d: %s", resp.Status, resp.Body)
+	}
+	var e echoDoc
+	if err := json.Unmarshal(resp.Body, &e); err != nil {
+		t.Fatalf("%v: %s", err, resp.Body)
+	}
+	gotBody, _ := base64.StdEncoding.DecodeString(e.BodyBase64)
+	checks := []struct{ name, got, want string }{
+		{"method", e.Method, "PUT"},
+		{"scheme", e.Scheme, "https"},
+		{"host", e.Host, "api.example.test:8443"},
+		{"path", e.Path, "/echo/a b/ü"},
+		{"raw query", e.RawQuery, "q=1&q=2&log=hello+host&config=greeting"},
+		{"request uri", e.RequestURI, "/echo/a%20b/%C3%BC?q=1&q=2&log=hello+host&config=greeting"},
+		{"remote addr", e.RemoteAddr, "[::1]:40000"},
+		{"request id", e.RequestID, "rid-42"},
+		{"body", string(gotBody), string(body)},
+		{"content type", strings.Join(e.Headers["Content-Type"], ","), "application/octet-stream"},
+		{"multi", strings.Join(e.Headers["X-Multi"], ","), "one,two"},
+		{"host header", strings.Join(e.Headers["Host"], ","), ""},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.name, c.got, c.want)
+		}
+	}
+	if e.ContentLength != int64(len(body)) || !e.TLS || e.Config == nil || *e.Config != "hi" {
+		t.Errorf("content length %d, tls %v, config %v", e.ContentLength, e.TLS, e.Config)
+	}
+	var logged *logEntry
+	for i := range h.logs {
+		if h.logs[i].Msg == "hello host" {
+			logged = &h.logs[i]
+		}
+	}
+	if logged == nil || logged.Level != abi.LevelInfo || logged.Attrs["path"].Str() != "/echo/a b/ü" ||
+		logged.Attrs["request_id"].Str() != "rid-42" {
+		t.Errorf("log entry = %+v (all: %+v)", logged, h.logs)
+	}
+}
+
+func TestEchoJobs(t *testing.T) {
+	skipShort(t)
+	ctx := context.Background()
+	h, err := startGuest(t, "echo", hostOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		queue, payload string
+		status         abi.JobStatus
+		errSub         string
+	}{
+		{"echo", "work", abi.JobOK, ""},
+		{"echo", "retry", abi.JobRetry, "asked to retry"},
+		{"echo", "fail", abi.JobFail, "asked to fail"},
+		{"echo", "panic", abi.JobRetry, "panic: echo: asked to panic"},
+		{"other", "x", abi.JobFail, `no job handler for queue "other"`},
+	}
+	for _, c := range cases {
+		t.Run(c.queue+"/"+c.payload, func(t *testing.T) {
+			res, err := h.runJob(ctx, &abi.Job{Queue: []byte(c.queue), ID: []byte("j1"), Attempt: 2, Payload: []byte(c.payload)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Status != c.status || !strings.Contains(string(res.Error), c.errSub) {
+				t.Fatalf("result %d %q, want %d containing %q", res.Status, res.Error, c.status, c.errSub)
+			}
+		})
+	}
+	found := false
+	for _, l := range h.logs {
+		if l.Msg == "echo job" && l.Attrs["payload"].Str() == "work" && l.Attrs["attempt"].I == 2 {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("job log missing: %+v", h.logs)
+	}
+}
+
+func TestJSONAPI(t *testing.T) {
+	skipShort(t)
+	ctx := context.Background()
+	h, err := startGuest(t, "jsonapi", hostOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type list struct {
+		Count int `json:"count"`
+		Items []struct {
+			ID   int    `json:"id"`
+			Name string `json:"name"`
+		} `json:"items"`
+	}
+	cases := []struct {
+		path, query string
+		status      uint32
+		count       int
+	}{
+		{"/jsonapi/", "", 200, 10},
+		{"/jsonapi/items", "n=100", 200, 100},
+		{"/jsonapi/items", "", 200, 10},
+		{"/jsonapi/items", "n=-1", 400, 0},
+		{"/jsonapi/items", "n=100001", 400, 0},
+		{"/jsonapi/nothing", "", 404, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.path+"?"+c.query, func(t *testing.T) {
+			resp, err := h.do(ctx, get(c.path, c.query))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Status != c.status {
+				t.Fatalf("status %d, want %d: %s", resp.Status, c.status, resp.Body)
+			}
+			if c.status != 200 {
+				return
+			}
+			var l list
+			if err := json.Unmarshal(resp.Body, &l); err != nil {
+				t.Fatal(err)
+			}
+			if l.Count != c.count || len(l.Items) != c.count || l.Items[c.count-1].ID != c.count || l.Items[0].Name != "item-00001" {
+				t.Fatalf("count %d, %d items", l.Count, len(l.Items))
+			}
+		})
+	}
+	resp, err := h.do(ctx, get("/jsonapi/items/7", ""))
+	if err != nil || resp.Status != 200 || !strings.Contains(string(resp.Body), `"name":"item-00007"`) {
+		t.Fatalf("item 7: %v %v", err, resp)
+	}
+}
+
+func TestTrap(t *testing.T) {
+	skipShort(t)
+	ctx := context.Background()
+	cases := []struct {
+		path   string
+		status uint32 // 0: the call must fail
+		exit   int    // expected proc_exit code, -1 for a plain trap
+		errSub string
+	}{
+		{"/trap/panic", 500, 0, ""},
+		{"/trap/nil", 500, 0, ""},
+		{"/trap/goroutine", 0, -1, "unreachable"},
+		{"/trap/exit", 0, 3, ""},
+		{"/trap/", 0, -1, "unreachable"},
+	}
+	for _, c := range cases {
+		t.Run(c.path, func(t *testing.T) {
+			h, err := startGuest(t, "trap", hostOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := h.do(ctx, get(c.path, ""))
+			if c.status != 0 {
+				if err != nil || resp.Status != c.status || string(resp.Body) != "internal server error\n" {
+					t.Fatalf("got %v %+v, want status %d", err, resp, c.status)
+				}
+				if len(h.logs) == 0 || !strings.Contains(h.logs[0].Attrs["stack"].Str(), "main.handle") {
+					t.Fatalf("panic log without stack: %+v", h.logs)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("call succeeded: %+v", resp)
+			}
+			if got := exitCode(err); got != c.exit {
+				t.Fatalf("exit code %d, want %d (%v)", got, c.exit, err)
+			}
+			if !strings.Contains(err.Error(), c.errSub) {
+				t.Fatalf("error %v does not mention %q", err, c.errSub)
+			}
+		})
+	}
+}
+
+func TestSpin(t *testing.T) {
+	skipShort(t)
+	h, err := startGuest(t, "spin", hostOptions{closeOnCancel: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := h.do(context.Background(), get("/spin/ready", ""))
+	if err != nil || resp.Status != 200 {
+		t.Fatalf("ready: %v %+v", err, resp)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if resp, err := h.do(ctx, get("/spin/", "")); err == nil {
+		t.Fatalf("spin returned %+v", resp)
+	}
+	if ctx.Err() == nil {
+		t.Fatal("spin stopped before its deadline")
+	}
+}
+
+func TestMembomb(t *testing.T) {
+	skipShort(t)
+	ctx := context.Background()
+	h, err := startGuest(t, "membomb", hostOptions{memoryPages: 1024}) // 64 MiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := h.do(ctx, get("/membomb/", "mb=4"))
+	if err != nil || resp.Status != 200 || string(resp.Body) != "holding 4 MiB\n" {
+		t.Fatalf("mb=4: %v %+v", err, resp)
+	}
+	if _, err := h.do(ctx, get("/membomb/", "")); err == nil {
+		t.Fatal("membomb survived the memory limit")
+	}
+	if pages := h.mod.Memory().Size() / 65536; pages > 1024 {
+		t.Fatalf("memory grew to %d pages past the limit", pages)
+	}
+}
+
+func TestSlowAndBig(t *testing.T) {
+	skipShort(t)
+	ctx := context.Background()
+	slow, err := startGuest(t, "slow", hostOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := slow.do(ctx, get("/slow/", "ms=20"))
+	if err != nil || resp.Status != 200 || string(resp.Body) != "slept 20 ms\n" {
+		t.Fatalf("slow: %v %+v", err, resp)
+	}
+	big, err := startGuest(t, "bigresp", hostOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		query string
+		n     int
+	}{{"bytes=1000", 1000}, {"", 8 << 20}, {"bytes=0", 0}} {
+		resp, err := big.do(ctx, get("/bigresp/", c.query))
+		if err != nil || resp.Status != 200 || len(resp.Body) != c.n || bytes.Count(resp.Body, []byte("x")) != c.n {
+			t.Fatalf("bigresp %q: %v status %v, %d bytes", c.query, err, resp.Status, len(resp.Body))
+		}
+	}
+}
+
+func TestBadPtr(t *testing.T) {
+	skipShort(t)
+	ctx := context.Background()
+	for _, path := range []string{"/badptr/ok", "/badptr/in", "/badptr/out", "/badptr/result"} {
+		t.Run(path, func(t *testing.T) {
+			h, err := startGuest(t, "badptr", hostOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := h.do(ctx, get(path, ""))
+			if path == "/badptr/ok" {
+				if err != nil || resp.Status != 200 || h.badRegions != 0 {
+					t.Fatalf("control: %v %+v, %d bad regions", err, resp, h.badRegions)
+				}
+				return
+			}
+			if err == nil || h.badRegions != 1 {
+				t.Fatalf("got %v %+v with %d bad regions, want a trap on one", err, resp, h.badRegions)
+			}
+		})
+	}
+}
+
+func TestBadResponses(t *testing.T) {
+	skipShort(t)
+	ctx := context.Background()
+	h, err := startGuest(t, "badresp", hostOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		path string
+		ok   bool
+		is   error
+		sub  string
+	}{
+		{"/badresp/", true, nil, ""},
+		{"/badresp/oob", false, errOutOfBounds, ""},
+		{"/badresp/garbage", false, nil, "decode response"},
+		{"/badresp/status", false, nil, "status 42"},
+		{"/badresp/trailing", false, abi.ErrTrailing, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.path, func(t *testing.T) {
+			resp, err := h.do(ctx, get(c.path, ""))
+			if c.ok {
+				if err != nil || resp.Status != 200 {
+					t.Fatalf("control: %v %+v", err, resp)
+				}
+				return
+			}
+			if err == nil || (c.is != nil && !errors.Is(err, c.is)) || !strings.Contains(err.Error(), c.sub) {
+				t.Fatalf("error %v, want %v / %q", err, c.is, c.sub)
+			}
+		})
+	}
+	bad, err := startGuest(t, "badalloc", hostOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{10, 70000} {
+		req := get("/badalloc/", "")
+		req.Body = make([]byte, n)
+		if _, err := bad.do(ctx, req); !errors.Is(err, errOutOfBounds) {
+			t.Fatalf("badalloc with %d-byte body: %v", n, err)
+		}
+	}
+}
+
+func TestUnloadable(t *testing.T) {
+	skipShort(t)
+	cases := []struct {
+		name, errSub string
+	}{
+		{"badabi", "ABI version 999"},
+		{"noexports", "missing export _initialize"},
+		{"initpanic", "instantiate"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := startGuest(t, c.name, hostOptions{})
+			if err == nil || !strings.Contains(err.Error(), c.errSub) {
+				t.Fatalf("error %v, want one containing %q", err, c.errSub)
+			}
+		})
+	}
+	t.Run("corrupt", func(t *testing.T) {
+		root, err := RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wasm, err := os.ReadFile(root + "/plugins/testdata/corrupt.wasm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := startWasm(t, wasm, hostOptions{}); err == nil || !strings.Contains(err.Error(), "compile") {
+			t.Fatalf("error %v, want a compile error", err)
+		}
+	})
+}

@@ -1,0 +1,9 @@
+module github.com/wasmcorn/wasmcorn/plugins/testdata/badabi
+
+go 1.26.8
+
+require (
+	github.com/wasmcorn/wasmcorn v0.0.0
+)
+
+replace github.com/wasmcorn/wasmcorn => ../../..
