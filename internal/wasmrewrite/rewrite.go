@@ -279,7 +279,10 @@ func (rw *rewriter) analyze() error {
 			switch kind {
 			case 0x00: // func
 				rw.importedFuncs++
-				p = skipLEB(b, p, maxLEB32)
+				var ti uint32
+				if ti, p = readU32(b, p); p >= 0 && ti >= rw.types {
+					return malformed("import %d: type index %d out of range (%d types)", i, ti, rw.types)
+				}
 			case 0x01: // table
 				if p = skipValType(b, p); p >= 0 {
 					var err error
@@ -318,7 +321,10 @@ func (rw *rewriter) analyze() error {
 	if b := rw.payload(secFunction); b != nil {
 		n, p := readU32(b, 0)
 		for i := uint32(0); i < n && p >= 0; i++ {
-			p = skipLEB(b, p, maxLEB32)
+			var ti uint32
+			if ti, p = readU32(b, p); p >= 0 && ti >= rw.types {
+				return malformed("function %d: type index %d out of range (%d types)", rw.importedFuncs+i, ti, rw.types)
+			}
 		}
 		if err := sectionEnd("function", b, p); err != nil {
 			return err

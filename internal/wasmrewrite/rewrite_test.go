@@ -302,6 +302,8 @@ func TestErrors(t *testing.T) {
 		{"sections out of order", module(memorySec, sec(secType, vec(0))), ErrMalformed},
 		{"duplicate section", module(memorySec, memorySec), ErrMalformed},
 		{"no code section", module(sec(secType, vec(1, typeVoid)), sec(secFunction, vec(1, uleb(0))), memorySec), ErrMalformed},
+		{"function type out of range", module(sec(secType, vec(1, typeVoid)), sec(secFunction, vec(1, uleb(1))), memorySec, sec(secCode, vec(1, body(vec(0), 0x0b)))), ErrMalformed},
+		{"import type out of range", module(sec(secImport, vec(1, str("a"), str("f"), []byte{0x00, 0x00})), memorySec), ErrMalformed},
 		{"code count mismatch", module(sec(secType, vec(1, typeVoid)), sec(secFunction, vec(1, uleb(0))), memorySec, sec(secCode, vec(0))), ErrMalformed},
 		{"body without end", module(funcs(0x03, 0x40, 0x0b)...), ErrMalformed},
 		{"bytes after end", module(funcs(0x0b, 0x01)...), ErrMalformed},
