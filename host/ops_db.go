@@ -163,6 +163,21 @@ func lookupStmt(c *Call, args *abi.Values, op abi.Op) (int64, *dbStmt, *dbFail) 
 	return id, st, nil
 }
 
+// sqliteWriterHeld refuses a statement that needs the SQLite writer
+// connection of database t while the same call holds it in a transaction:
+// the guest is blocked in this call, so the transaction could never finish
+// and the statement would wait until the deadline. (A MySQL pool simply
+// uses another connection.)
+func sqliteWriterHeld(c *Call, db string, op abi.Op) *dbFail {
+	for id, h := range c.handles {
+		if tx, ok := h.(*dbTx); ok && !tx.done && tx.db == db && tx.dialect == sqldb.DriverSQLite {
+			return &dbFail{abi.ErrConflict, fmt.Sprintf(
+				"%s: database %q: this call's open transaction %d holds the SQLite writer; run the statement in that transaction or commit it first", op, db, id)}
+		}
+	}
+	return nil
+}
+
 // dbScratch is per-operation working memory, pooled so that the hot path
 // does not allocate it per call.
 type dbScratch struct {
@@ -276,6 +291,11 @@ func opDBQuery(c *Call, args *abi.Values, reply []byte) []byte {
 	if s.params, f = readParams(args, s.params, abi.OpDBQuery); f != nil {
 		return dbReply(reply, t.name, abi.OpDBQuery, f)
 	}
+	if t.tx == nil && t.dialect == sqldb.DriverSQLite && t.read == t.primary {
+		if f := sqliteWriterHeld(c, t.name, abi.OpDBQuery); f != nil {
+			return dbReply(reply, t.name, abi.OpDBQuery, f)
+		}
+	}
 	start := time.Now()
 	var rows *sql.Rows
 	var err error
@@ -307,6 +327,11 @@ func opDBExec(c *Call, args *abi.Values, reply []byte) []byte {
 	if s.params, f = readParams(args, s.params, abi.OpDBExec); f != nil {
 		return dbReply(reply, t.name, abi.OpDBExec, f)
 	}
+	if t.tx == nil && t.dialect == sqldb.DriverSQLite {
+		if f := sqliteWriterHeld(c, t.name, abi.OpDBExec); f != nil {
+			return dbReply(reply, t.name, abi.OpDBExec, f)
+		}
+	}
 	start := time.Now()
 	var res sql.Result
 	var err error
@@ -332,6 +357,9 @@ func opDBBegin(c *Call, args *abi.Values, reply []byte) []byte {
 	t, f := resolveName(c, name, abi.OpDBBegin)
 	if f == nil {
 		f = noMoreArgs(args, abi.OpDBBegin)
+	}
+	if f == nil && t.dialect == sqldb.DriverSQLite {
+		f = sqliteWriterHeld(c, t.name, abi.OpDBBegin)
 	}
 	if f != nil {
 		return dbReply(reply, t.name, abi.OpDBBegin, f)
@@ -407,6 +435,9 @@ func opDBPrepare(c *Call, args *abi.Values, reply []byte) []byte {
 	if f == nil {
 		f = noMoreArgs(args, abi.OpDBPrepare)
 	}
+	if f == nil && t.tx == nil && t.dialect == sqldb.DriverSQLite {
+		f = sqliteWriterHeld(c, t.name, abi.OpDBPrepare)
+	}
 	if f != nil {
 		return dbReply(reply, t.name, abi.OpDBPrepare, f)
 	}
@@ -435,6 +466,11 @@ func opDBStmtQuery(c *Call, args *abi.Values, reply []byte) []byte {
 	if f != nil {
 		return dbReply(reply, "", abi.OpDBStmtQuery, f)
 	}
+	if st.tx == nil && st.dialect == sqldb.DriverSQLite {
+		if f := sqliteWriterHeld(c, st.db, abi.OpDBStmtQuery); f != nil {
+			return dbReply(reply, st.db, abi.OpDBStmtQuery, f)
+		}
+	}
 	s := getScratch()
 	defer s.release()
 	if s.params, f = readParams(args, s.params, abi.OpDBStmtQuery); f != nil {
@@ -455,6 +491,11 @@ func opDBStmtExec(c *Call, args *abi.Values, reply []byte) []byte {
 	_, st, f := lookupStmt(c, args, abi.OpDBStmtExec)
 	if f != nil {
 		return dbReply(reply, "", abi.OpDBStmtExec, f)
+	}
+	if st.tx == nil && st.dialect == sqldb.DriverSQLite {
+		if f := sqliteWriterHeld(c, st.db, abi.OpDBStmtExec); f != nil {
+			return dbReply(reply, st.db, abi.OpDBStmtExec, f)
+		}
 	}
 	s := getScratch()
 	defer s.release()

@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/wasmcorn/wasmcorn/abi"
 	"github.com/wasmcorn/wasmcorn/host/backend/sqldb"
+	"github.com/wasmcorn/wasmcorn/internal/metrics"
 	"github.com/wasmcorn/wasmcorn/internal/testsvc"
 )
 
@@ -237,6 +240,7 @@ func TestDB(t *testing.T) {
 		{"invalid_args", testDBInvalidArgs},
 		{"timeout", testDBTimeout},
 		{"concurrent_writers", testDBConcurrentWriters},
+		{"statement_beside_open_tx", testDBBesideTx},
 	},
 		dbCase{"mysql_types", testDBMySQLTypes},
 		dbCase{"replica_routing", testDBReplicaRouting},
@@ -788,4 +792,183 @@ func testDBConnectionsBounded(t *testing.T, b dbBackend) {
 	if s := primary.Stats(); s.OpenConnections > poolSize {
 		t.Fatalf("pool has %d open connections, max %d", s.OpenConnections, poolSize)
 	}
+}
+
+func TestDBMariaDBOutageAndRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts, kills and restarts MariaDB")
+	}
+	m := testsvc.StartMariaDB(t)
+	set := openSet(t, "", map[string]sqldb.Config{"main": {Driver: sqldb.DriverMySQL, DSN: m.DSN("test")}})
+	c := newDBCall(set, "main")
+	mustExec(t, c, "main", "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT)")
+	mustExec(t, c, "main", "INSERT INTO kv VALUES (?, ?)", 1, "before")
+
+	m.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c.Ctx = ctx
+	ops := []struct {
+		name string
+		run  func() error
+	}{
+		{"query", func() error {
+			_, err := dbQuery(c, abi.OpDBQuery, "main", "SELECT v FROM kv WHERE k = ?", 1)
+			return err
+		}},
+		{"exec", func() error { _, _, err := dbExec(c, abi.OpDBExec, "main", "UPDATE kv SET v = ?", "x"); return err }},
+		{"begin", func() error { _, err := dbCall(c, abi.OpDBBegin, "main"); return err }},
+		{"prepare", func() error { _, err := dbCall(c, abi.OpDBPrepare, "main", "SELECT 1"); return err }},
+	}
+	for _, op := range ops {
+		err := op.run()
+		wantCode(t, err, abi.ErrUnavailable, `database "main" unavailable: `, "connection refused")
+		// Bounded: the op failed on the refused connection, not on the
+		// request deadline.
+		if ctx.Err() != nil {
+			t.Fatalf("%s: the op ran into its deadline instead of failing fast", op.name)
+		}
+	}
+
+	m.Start()
+	c.Ctx = context.Background()
+	// The same pools, never reopened, work again.
+	r := mustQuery(t, c, "main", "SELECT v FROM kv WHERE k = ?", 1)
+	if len(r.rows) != 1 || r.rows[0][0].Str() != "before" {
+		t.Fatalf("after restart: %+v", r.rows)
+	}
+	mustExec(t, c, "main", "UPDATE kv SET v = ? WHERE k = ?", "after", 1)
+	tx := mustHandle(t, c, abi.OpDBBegin, "main")
+	if _, err := dbCall(c, abi.OpDBCommit, tx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A transaction whose server dies mid-way reports unavailable and
+	// leaves nothing behind.
+	tx = mustHandle(t, c, abi.OpDBBegin, "main")
+	mustExec(t, c, tx, "UPDATE kv SET v = ? WHERE k = ?", "lost", 1)
+	m.Kill()
+	c.Ctx = ctx
+	_, err := dbCall(c, abi.OpDBCommit, tx)
+	wantCode(t, err, abi.ErrUnavailable, `database "main" unavailable`)
+	c.End()
+	m.Start()
+	c.Ctx = context.Background()
+	if r := mustQuery(t, c, "main", "SELECT v FROM kv WHERE k = ?", 1); r.rows[0][0].Str() != "after" {
+		t.Fatalf("uncommitted update survived the crash: %q", r.rows[0][0].Str())
+	}
+}
+
+func TestDBQueryTimeoutConfig(t *testing.T) {
+	set := openSet(t, t.TempDir(), map[string]sqldb.Config{"main": {QueryTimeout: 100 * time.Millisecond}})
+	c := newDBCall(set, "main") // no deadline on the call itself
+	_, err := dbQuery(c, abi.OpDBQuery, "main", "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM r) SELECT count(*) FROM r")
+	wantCode(t, err, abi.ErrTimeout, "deadline exceeded")
+	if r := mustQuery(t, c, "main", "SELECT 7"); r.rows[0][0].I != 7 {
+		t.Fatal("pool unusable after a statement timeout")
+	}
+}
+
+func TestDBMemoryDatabase(t *testing.T) {
+	set := openSet(t, "", map[string]sqldb.Config{"mem": {DSN: ":memory:"}})
+	c := newDBCall(set, "mem")
+	mustExec(t, c, "mem", "CREATE TABLE t (x)")
+	mustExec(t, c, "mem", "INSERT INTO t VALUES (?)", "kept")
+	// Reads and writes share the single connection that holds the data.
+	if r := mustQuery(t, c, "mem", "SELECT x FROM t"); len(r.rows) != 1 || r.rows[0][0].Str() != "kept" {
+		t.Fatalf("in-memory data: %+v", r.rows)
+	}
+}
+
+func TestDBMetrics(t *testing.T) {
+	set := openSet(t, t.TempDir(), map[string]sqldb.Config{"metered": {}})
+	c := newDBCall(set, "metered")
+	okBefore := testutil.ToFloat64(metrics.DBOps.WithLabelValues("metered", "db.query", "ok"))
+	sqlBefore := testutil.ToFloat64(metrics.DBOps.WithLabelValues("metered", "db.query", "sql"))
+	mustQuery(t, c, "metered", "SELECT 1")
+	mustQuery(t, c, "metered", "SELECT 2")
+	_, err := dbQuery(c, abi.OpDBQuery, "metered", "SELEKT")
+	wantCode(t, err, abi.ErrSQL)
+	if d := testutil.ToFloat64(metrics.DBOps.WithLabelValues("metered", "db.query", "ok")) - okBefore; d != 2 {
+		t.Errorf("ok queries counted %v, want 2", d)
+	}
+	if d := testutil.ToFloat64(metrics.DBOps.WithLabelValues("metered", "db.query", "sql")) - sqlBefore; d != 1 {
+		t.Errorf("failed queries counted %v, want 1", d)
+	}
+	if n := testutil.CollectAndCount(metrics.DBOpDuration, "wasmcorn_db_operation_duration_seconds"); n == 0 {
+		t.Error("no duration histogram")
+	}
+}
+
+// FuzzDBOps feeds arbitrary argument messages to every db op: replies must
+// be well-formed and the host must never panic.
+func FuzzDBOps(f *testing.F) {
+	f.Add(uint8(0), dbArgs("main", "SELECT ?", 1))
+	f.Add(uint8(1), dbArgs("main", "INSERT INTO t VALUES (?)", "x"))
+	f.Add(uint8(2), dbArgs("main"))
+	f.Add(uint8(3), dbArgs(1))
+	f.Add(uint8(5), dbArgs("main", "SELECT * FROM t"))
+	f.Add(uint8(6), dbArgs(2, nil, 1.5, true, []byte{1}))
+	f.Add(uint8(0), []byte{3, 255, 255, 255, 255})
+	set, err := sqldb.Open("", map[string]sqldb.Config{"main": {DSN: ":memory:"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer set.Close()
+	setup := newDBCall(set, "main")
+	if _, _, err := dbExec(setup, abi.OpDBExec, "main", "CREATE TABLE t (x)"); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, op uint8, msg []byte) {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		c := newDBCall(set, "main")
+		c.Ctx = ctx
+		defer c.End()
+		// Handles 1 (a statement) and 2 (a transaction) exist.
+		dbCall(c, abi.OpDBPrepare, "main", "SELECT x FROM t")
+		dbCall(c, abi.OpDBBegin, "main")
+		o := abi.OpDBQuery + abi.Op(op%uint8(dbOps))
+		reply := dispatch(c, uint32(o), msg, nil)
+		if len(reply) == 0 {
+			t.Fatal("empty reply")
+		}
+		if _, err := abi.DecodeReply(o, reply); err != nil {
+			var re *abi.ReplyError
+			if !errors.As(err, &re) {
+				t.Fatalf("malformed reply: %v", err)
+			}
+		}
+	})
+}
+
+// A statement outside the call's own open transaction: MySQL runs it on
+// another connection; SQLite refuses at once (the transaction holds the
+// only writer and could never finish while the guest waits).
+func testDBBesideTx(t *testing.T, b dbBackend) {
+	c := setupItems(t, b)
+	tx := mustHandle(t, c, abi.OpDBBegin, "main")
+	mustExec(t, c, tx, "INSERT INTO items (s) VALUES (?)", "in tx")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.Ctx = ctx
+	_, _, err := dbExec(c, abi.OpDBExec, "main", "INSERT INTO items (s) VALUES (?)", "outside")
+	if b.mariadb == nil {
+		wantCode(t, err, abi.ErrConflict, "open transaction", "holds the SQLite writer")
+		_, err = dbCall(c, abi.OpDBBegin, "main")
+		wantCode(t, err, abi.ErrConflict)
+		_, err = dbCall(c, abi.OpDBPrepare, "main", "SELECT 1")
+		wantCode(t, err, abi.ErrConflict)
+	} else if err != nil {
+		t.Fatalf("mysql: statement beside a transaction: %v", err)
+	}
+	// Plain reads never need the writer.
+	if _, err := dbQuery(c, abi.OpDBQuery, "main", "SELECT count(*) FROM items"); err != nil {
+		t.Fatalf("read beside a transaction: %v", err)
+	}
+	if _, err := dbCall(c, abi.OpDBCommit, tx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, c, "main", "INSERT INTO items (s) VALUES (?)", "after commit")
+	c.End()
 }

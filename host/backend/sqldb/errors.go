@@ -36,10 +36,10 @@ func IsUnavailable(err error) bool {
 	if errors.As(err, &me) {
 		switch me.Number {
 		case 1040, // ER_CON_COUNT_ERROR: too many connections
-			1053, // ER_SERVER_SHUTDOWN
-			1203, // ER_TOO_MANY_USER_CONNECTIONS
-			1226, // ER_USER_LIMIT_REACHED
-			1927, // ER_CONNECTION_KILLED (MariaDB)
+			1053,                   // ER_SERVER_SHUTDOWN
+			1203,                   // ER_TOO_MANY_USER_CONNECTIONS
+			1226,                   // ER_USER_LIMIT_REACHED
+			1927,                   // ER_CONNECTION_KILLED (MariaDB)
 			2002, 2003, 2006, 2013: // client-side: cannot connect, gone away, lost
 			return true
 		}
