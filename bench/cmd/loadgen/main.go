@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -61,6 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		quiet     bool
 		noKeep    bool
 		pathsFile string
+		cpuProf   string
 	)
 	fs.IntVar(&cfg.Connections, "c", 16, "concurrent connections")
 	fs.DurationVar(&cfg.Duration, "d", 10*time.Second, "measured duration (0 with -n: until -n requests)")
@@ -76,6 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&pathsFile, "paths", "", "file of request targets, one per line (/db?id=1), cycled through")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&quiet, "q", false, "no progress line")
+	fs.StringVar(&cpuProf, "cpuprofile", "", "write the generator's own CPU profile to this file")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: loadgen [flags] http://host:port/path")
 		fs.PrintDefaults()
@@ -115,6 +118,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if !quiet {
 		cfg.Progress = stderr
+	}
+	if cpuProf != "" {
+		f, err := os.Create(cpuProf)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	res, err := loadgen.Run(ctx, cfg)
 	if err != nil && res.Requests == 0 {

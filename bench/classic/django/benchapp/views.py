@@ -1,0 +1,86 @@
+"""The benchmark endpoints, the same work as bench/workload describes.
+
+JSON is written compact (no spaces) so every target's bodies match.
+"""
+from dataclasses import asdict, dataclass, field
+
+from django.core.cache import caches
+from django.http import HttpResponseBadRequest, HttpResponseNotAllowed, JsonResponse
+from django_redis import get_redis_connection
+
+from .models import World
+
+COMPACT = {"separators": (",", ":")}
+ROWS = 1000
+CACHE_TTL = 300
+QUEUE = "bench"
+
+
+def _json(obj):
+    return JsonResponse(obj, json_dumps_params=COMPACT)
+
+
+def hello(request):
+    return _json({"message": "hello, world"})
+
+
+@dataclass
+class Item:
+    id: int
+    name: str
+    price: float
+    tags: list = field(default_factory=list)
+    available: bool = False
+
+
+def _items():
+    return [
+        Item(id=i, name="item %d" % i, price=i * 125 / 100,
+             tags=["bench", "tag%d" % (i % 3)], available=i % 2 == 0)
+        for i in range(1, 11)
+    ]
+
+
+def jsonstruct(request):
+    items = [asdict(it) for it in _items()]
+    return _json({"items": items, "count": len(items)})
+
+
+def _id(request):
+    try:
+        i = int(request.GET["id"])
+    except (KeyError, ValueError):
+        return None
+    return i if 1 <= i <= ROWS else None
+
+
+def db(request):
+    i = _id(request)
+    if i is None:
+        return HttpResponseBadRequest("id must be 1..%d" % ROWS)
+    w = World.objects.get(id=i)
+    cached = caches["redis"].get("world:%d" % i)
+    return _json({"id": w.id, "randomNumber": w.randomnumber, "cached": cached})
+
+
+def cached(request):
+    i = _id(request)
+    if i is None:
+        return HttpResponseBadRequest("id must be 1..%d" % ROWS)
+    cache = caches["default"]
+    key = "row:%d" % i
+    row = cache.get(key)
+    if row is None:
+        w = World.objects.get(id=i)
+        row = {"id": w.id, "randomNumber": w.randomnumber}
+        cache.set(key, row, CACHE_TTL)
+    return _json(row)
+
+
+def queue(request):
+    """Submit a job: push it on a Redis list, the broker half of what
+    celery's delay() or RQ's enqueue() do (they do more)."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    get_redis_connection("redis").lpush(QUEUE, request.body)
+    return _json({"queued": True})
