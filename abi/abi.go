@@ -54,7 +54,7 @@ const (
 
 // PackPtrLen packs a guest pointer and length into the i64 returned by
 // ExportHandle and ExportJob: ptr in the high 32 bits, len in the low 32.
-// For example ptr=0x10000, len=42 packs to 0x0000_0001_0000_002a.
+// For example ptr=0x10000, len=42 packs to 0x0001_0000_0000_002a.
 func PackPtrLen(ptr, n uint32) uint64 { return uint64(ptr)<<32 | uint64(n) }
 
 // UnpackPtrLen is the inverse of PackPtrLen.
