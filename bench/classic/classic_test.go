@@ -2,17 +2,18 @@ package classic
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/wasmcorn/wasmcorn/bench/internal/proc"
-	"github.com/wasmcorn/wasmcorn/bench/internal/services"
 	"github.com/wasmcorn/wasmcorn/bench/loadgen"
 	"github.com/wasmcorn/wasmcorn/bench/workload"
+	"github.com/wasmcorn/wasmcorn/internal/testsvc"
 )
 
 // TestStacksServeWorkload starts each classic stack against throwaway
@@ -30,27 +31,13 @@ func TestStacksServeWorkload(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	m, err := services.StartMariaDB(ctx, filepath.Join(dir, "mariadb"))
-	if errors.Is(err, services.ErrNotInstalled) {
-		t.Skip(err)
-	} else if err != nil {
+	m := testsvc.StartMariaDB(t)
+	r := testsvc.StartRedis(t)
+	m.Exec("CREATE DATABASE bench")
+	if err := workload.Seed(ctx, m.DB("bench")); err != nil {
 		t.Fatal(err)
 	}
-	defer m.Stop()
-	r, err := services.StartRedis(ctx, filepath.Join(dir, "redis"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Stop()
-	db, err := sql.Open("mysql", m.DSN("bench"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := workload.Seed(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	rc := r.Client()
+	rc := redis.NewClient(&redis.Options{Addr: r.Addr()})
 	defer rc.Close()
 	for id := 1; id <= workload.Rows; id++ {
 		k, v := WorldCacheEntry(id)
@@ -71,7 +58,7 @@ func TestStacksServeWorkload(t *testing.T) {
 			run, err := Start(ctx, stack, Options{
 				Dir:       filepath.Join(dir, string(stack)),
 				StaticDir: static,
-				MySQLPort: m.Port,
+				MySQLPort: m.Port(),
 				RedisAddr: r.Addr(),
 				Cache:     "redis",
 			})
