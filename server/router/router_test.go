@@ -241,6 +241,30 @@ func TestConflicts(t *testing.T) {
 	}
 }
 
+func TestAddAllIsAtomic(t *testing.T) {
+	var b Builder[string]
+	if err := b.Add(Route[string]{Owner: "a", Pattern: MustParsePattern("/x")}); err != nil {
+		t.Fatal(err)
+	}
+	err := b.AddAll([]Route[string]{
+		{Owner: "b", Pattern: MustParsePattern("/y")},
+		{Owner: "b", Pattern: MustParsePattern("/x")},
+	})
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(b.Routes()) != 1 {
+		t.Fatalf("failed AddAll left %d routes", len(b.Routes()))
+	}
+	if err := b.AddAll([]Route[string]{{Owner: "c", Pattern: MustParsePattern("/y")}}); err != nil {
+		t.Fatal(err)
+	}
+	var p Params
+	if _, ok, _ := b.Build().Lookup(nil, []byte("GET"), []byte("/y"), &p); !ok {
+		t.Fatal("/y not routed")
+	}
+}
+
 func splitNonEmpty(s string) []string {
 	if s == "" {
 		return nil

@@ -62,6 +62,20 @@ func (b *Builder[T]) Add(r Route[T]) error {
 	return nil
 }
 
+// AddAll adds every route of rs or, when any of them conflicts with an
+// earlier route or with another of rs, none of them.
+func (b *Builder[T]) AddAll(rs []Route[T]) error {
+	n := len(b.routes)
+	for _, r := range rs {
+		if err := b.Add(r); err != nil {
+			clear(b.routes[n:])
+			b.routes = b.routes[:n]
+			return err
+		}
+	}
+	return nil
+}
+
 // Routes returns the routes added so far, in order.
 func (b *Builder[T]) Routes() []Route[T] {
 	out := make([]Route[T], len(b.routes))

@@ -1,0 +1,145 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/wasmcorn/wasmcorn/host"
+	"github.com/wasmcorn/wasmcorn/internal/config"
+	"github.com/wasmcorn/wasmcorn/internal/metrics"
+)
+
+// Loader loads one plugin. *host.Runtime implements it.
+type Loader interface {
+	Load(ctx context.Context, spec host.PluginSpec) (*host.Plugin, error)
+}
+
+// LoadOptions tune LoadDir.
+type LoadOptions struct {
+	// Logger receives one line per plugin loaded or failed.
+	Logger *slog.Logger
+	// Progress, when set, is called before each plugin is loaded
+	// (i is 1-based) so a CLI can show progress.
+	Progress func(i, n int, name string)
+	// Only restricts loading to the named plugins when non-empty.
+	Only []string
+}
+
+// LoadDir discovers the plugins of cfg.Plugins.Dir, loads each with l and
+// returns the Set of those that loaded, plus their failures (bad manifest,
+// grant of an unconfigured database, compile or ABI error, warm-up error,
+// route conflict). A failed plugin is logged and skipped; it never stops
+// the others. Plugins that loaded but were rejected by NewSet (route
+// conflict) are drained before LoadDir returns. The error is non-nil only
+// when the plugins directory cannot be read; a directory that does not
+// exist gives an empty Set and a warning, so zero configuration starts.
+func LoadDir(ctx context.Context, cfg *config.Config, l Loader, opts LoadOptions) (*Set, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	dir := cfg.Plugins.Dir
+	found, problems, err := config.Discover(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			log.Warn("plugins directory does not exist; serving no plugins", "dir", dir)
+			s, _ := NewSet(nil, nil)
+			return s, nil
+		}
+		return nil, err
+	}
+	for _, p := range problems {
+		log.Warn("plugin file skipped", "error", p)
+	}
+	if len(opts.Only) > 0 {
+		var keep []config.PluginFile
+		for _, pf := range found {
+			for _, n := range opts.Only {
+				if pf.Name == n {
+					keep = append(keep, pf)
+				}
+			}
+		}
+		found = keep
+	}
+	var entries []Entry
+	var failures []LoadFailure
+	for i, pf := range found {
+		if err := ctx.Err(); err != nil {
+			drainEntries(context.Background(), entries, log)
+			return nil, err
+		}
+		if opts.Progress != nil {
+			opts.Progress(i+1, len(found), pf.Name)
+		}
+		e, err := LoadPlugin(ctx, cfg, l, pf)
+		if err != nil {
+			log.Error("plugin failed to load; skipped", "plugin", pf.Name, "error", err)
+			metrics.PluginLoadFailures.WithLabelValues(pf.Name).Inc()
+			failures = append(failures, LoadFailure{Plugin: pf.Name, Err: err.Error(), At: time.Now()})
+			continue
+		}
+		entries = append(entries, e)
+	}
+	set, rejected := NewSet(entries, failures)
+	for _, e := range rejected {
+		for _, f := range set.failures {
+			if f.Plugin == e.Plugin.Name() {
+				log.Error("plugin routes rejected; skipped", "plugin", f.Plugin, "error", f.Err)
+			}
+		}
+		metrics.PluginLoadFailures.WithLabelValues(e.Plugin.Name()).Inc()
+	}
+	drainEntries(ctx, rejected, log)
+	for _, m := range set.plugins {
+		st := m.plugin.Stats()
+		log.Info("plugin loaded", "plugin", m.name, "engine", m.plugin.Engine(), "hash", shortHash(m.plugin.Hash()),
+			"routes", m.routes, "pool_min", st.Min, "pool_max", st.Max, "load_ms", m.loadDur.Milliseconds())
+	}
+	return set, nil
+}
+
+// LoadPlugin loads the one plugin pf describes: manifest, grants check
+// against cfg, module bytes, then l.Load.
+func LoadPlugin(ctx context.Context, cfg *config.Config, l Loader, pf config.PluginFile) (Entry, error) {
+	m, err := config.LoadPluginManifest(pf)
+	if err != nil {
+		return Entry{}, err
+	}
+	if err := m.CheckGrants(cfg); err != nil {
+		return Entry{}, err
+	}
+	wasm, err := os.ReadFile(pf.Wasm)
+	if err != nil {
+		return Entry{}, fmt.Errorf("plugin %s: %w", pf.Name, err)
+	}
+	start := time.Now()
+	p, err := l.Load(ctx, m.Spec(pf.Name, wasm))
+	if err != nil {
+		return Entry{}, fmt.Errorf("plugin %s: %w", pf.Name, err)
+	}
+	d := p.LoadDuration()
+	if d == 0 {
+		d = time.Since(start)
+	}
+	return Entry{Plugin: p, Manifest: m, LoadDuration: d}, nil
+}
+
+func drainEntries(ctx context.Context, es []Entry, log *slog.Logger) {
+	for _, e := range es {
+		if err := e.Plugin.Drain(ctx); err != nil {
+			log.Warn("drain failed", "plugin", e.Plugin.Name(), "error", err)
+		}
+	}
+}
+
+func shortHash(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
