@@ -114,9 +114,10 @@ var simdKinds = func() (t [0x114]uint8) {
 // body rewrites one function body. out receives the re-encoded entry (size
 // LEB and body); raw is the original entry, body the part after the size.
 //
-// Unchanged bodies are copied verbatim. A changed body is written with a
-// 5-byte placeholder for its size that is then replaced by the minimal LEB
-// (one short memmove of a body that is hot in cache).
+// Unchanged bodies are copied verbatim. A changed body is written after a
+// placeholder as long as the old size's LEB; the new minimal LEB is written
+// there at the end, shifting the body only in the rare case that the new
+// size needs more LEB bytes than the old one.
 func (rw *rewriter) body(raw, body []byte, fn int) error {
 	p, err := rw.skipLocals(body)
 	if err != nil {
@@ -124,10 +125,11 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 	}
 	start := -1 // offset in rw.out of the size placeholder, once changed
 	last := 0   // body[:last] already copied to rw.out
+	reserved := lenU32(uint32(len(body)))
 	insert := func(at int) {
 		if start < 0 {
 			start = len(rw.out)
-			rw.out = append(rw.out, 0, 0, 0, 0, 0)
+			rw.out = append(rw.out, make([]byte, reserved)...)
 		}
 		rw.out = append(rw.out, body[last:at]...)
 		rw.out = append(rw.out, rw.check...)
@@ -156,14 +158,11 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 					return nil
 				}
 				rw.out = append(rw.out, body[last:]...)
-				size := len(rw.out) - start - 5
+				size := len(rw.out) - start - reserved
 				if uint64(size) > 1<<32-1 {
 					return rw.funcErr(fn, fmt.Errorf("%w: instrumented body too large", ErrUnsupported))
 				}
-				n := lenU32(uint32(size))
-				copy(rw.out[start+n:], rw.out[start+5:])
-				putU32(rw.out[start:], uint32(size))
-				rw.out = rw.out[:start+n+size]
+				rw.out = putSize(rw.out, start, reserved, uint32(size))
 				return nil
 			}
 		case kMemarg:

@@ -16,7 +16,7 @@ import (
 )
 
 // buildGoGuest builds testdata/goguest/<pkg> with GOOS=wasip1 GOARCH=wasm.
-func buildGoGuest(t *testing.T, pkg string, extra ...string) []byte {
+func buildGoGuest(t testing.TB, pkg string, extra ...string) []byte {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and compiles a Go wasm binary: slow")

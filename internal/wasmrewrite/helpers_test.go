@@ -117,6 +117,9 @@ func wasmValidate(t *testing.T, b []byte) {
 	}
 	out, err := exec.Command("wasm-validate", "--enable-tail-call", "--enable-exceptions", "--enable-threads", f).CombinedOutput()
 	if err != nil {
+		if len(out) > 2000 {
+			out = out[:2000]
+		}
 		t.Fatalf("wasm-validate: %v\n%s", err, out)
 	}
 }

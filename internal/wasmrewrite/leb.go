@@ -112,3 +112,19 @@ func putU32(b []byte, v uint32) {
 	}
 	b[i] = byte(v)
 }
+
+// putSize writes size as a minimal LEB128 at b[at:], where reserved bytes
+// were set aside for it and size bytes follow them; if the LEB is longer
+// than reserved, the content is shifted right. It returns the slice, resized.
+func putSize(b []byte, at, reserved int, size uint32) []byte {
+	n := lenU32(size)
+	if n > reserved {
+		b = append(b, make([]byte, n-reserved)...)
+		copy(b[at+n:], b[at+reserved:len(b)-(n-reserved)])
+	} else if n < reserved {
+		copy(b[at+n:], b[at+reserved:])
+		b = b[:len(b)-(reserved-n)]
+	}
+	putU32(b[at:], size)
+	return b
+}

@@ -475,7 +475,14 @@ func (rw *rewriter) emit() error {
 		}
 	}
 
-	rw.out = make([]byte, 0, len(rw.in)+len(rw.in)/8+256)
+	// Every loop has a 0x03 opcode byte: counting them in the code section
+	// (a vectorised scan) bounds the growth, so the output is allocated once
+	// unless tail calls are frequent.
+	grow := 256
+	if code := rw.payload(secCode); code != nil {
+		grow += bytes.Count(code, []byte{0x03}) * len(rw.check)
+	}
+	rw.out = make([]byte, 0, len(rw.in)+grow)
 	rw.out = append(rw.out, header...)
 	for _, id := range leading {
 		if err := rw.emitSection(id, -1); err != nil {
@@ -556,7 +563,10 @@ func (rw *rewriter) writeSection(id byte, count uint32, rest, add []byte) {
 
 // emitCode rewrites the code section: count bodies in b, then $tick.
 func (rw *rewriter) emitCode(count uint32, b []byte) error {
-	rw.out = append(rw.out, secCode, 0, 0, 0, 0, 0) // size placeholder
+	reserved := lenU32(uint32(len(b) + lenU32(count)))
+	rw.out = append(rw.out, secCode)
+	at := len(rw.out)
+	rw.out = append(rw.out, make([]byte, reserved)...) // size placeholder
 	start := len(rw.out)
 	rw.out = appendU32(rw.out, count+1)
 	p := 0
@@ -591,9 +601,6 @@ func (rw *rewriter) emitCode(count uint32, b []byte) error {
 	if uint64(size) > 1<<32-1 {
 		return unsupported("instrumented code section too large")
 	}
-	n := lenU32(uint32(size))
-	copy(rw.out[start-5+n:], rw.out[start:])
-	putU32(rw.out[start-5:], uint32(size))
-	rw.out = rw.out[:start-5+n+size]
+	rw.out = putSize(rw.out, at, reserved, uint32(size))
 	return nil
 }
