@@ -63,7 +63,7 @@ methods = ["POST"]
 	}
 	var info struct {
 		Method, Scheme, Host, Path, Query, Remote, Request_ID, Body string
-		Headers                                                   []string
+		Headers                                                     []string
 	}
 	if err := json.Unmarshal([]byte(res.body), &info); err != nil {
 		t.Fatalf("%v: %s", err, res.body)
