@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -207,6 +208,36 @@ func TestDeadlineStopsSpinningGuest(t *testing.T) {
 		t.Fatalf("timeouts = %d, want 1", s.Timeouts)
 	}
 	waitFor(t, "spin pool refilled", func() bool { return spin.Stats().Idle == 2 })
+}
+
+// TestGCProceedsWhileGuestSpins: a stop-the-world GC must not wait for a
+// spinning guest (the loop instrumentation gives the scheduler a
+// preemption point). The assertion is on order, not on time: GC returns
+// while the guest is still running.
+func TestGCProceedsWhileGuestSpins(t *testing.T) {
+	rt := newTestRuntime(t)
+	// If GC waited for the guest, it would return only after this deadline
+	// stopped the guest, and the check below would see the call finished.
+	spin := load(t, rt, "spin", func(s *PluginSpec) { s.Limits.Timeout = 3 * time.Second })
+	if m := spin.DeadlineMode(); m != "instrumented" {
+		t.Fatalf("deadline mode %q, want instrumented", m)
+	}
+	errc := make(chan error, 1)
+	go func() { _, err := spin.Handle(context.Background(), encodeReq("x"), nil); errc <- err }()
+	waitFor(t, "guest spinning", func() bool { return spin.Stats().Busy == 1 })
+	time.Sleep(10 * time.Millisecond)
+	runtime.GC()
+	select {
+	case err := <-errc:
+		t.Fatalf("the guest stopped before GC returned: %v", err)
+	default:
+	}
+	if spin.Stats().Busy != 1 {
+		t.Fatal("guest no longer running after GC")
+	}
+	if err := <-errc; !errors.Is(err, engine.ErrInterrupted) {
+		t.Fatalf("spin: %v, want ErrInterrupted", err)
+	}
 }
 
 func TestPoolExhaustion(t *testing.T) {

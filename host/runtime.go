@@ -221,6 +221,17 @@ func (p *Plugin) LoadDuration() time.Duration { return p.loadTime }
 // Engine is the name of the engine running the plugin.
 func (p *Plugin) Engine() string { return p.engine }
 
+// DeadlineMode says how the plugin's deadline is enforced in guest code:
+// "instrumented" (loop instrumentation), "guarded" (the engine's own
+// interruption, slower), "epoch" (wasmtime) or "off" (deadline_enforced =
+// false: host calls still honour it, guest loops do not).
+func (p *Plugin) DeadlineMode() string {
+	if m, ok := p.mod.(interface{ Mode() string }); ok {
+		return m.Mode()
+	}
+	return "unknown"
+}
+
 // HasJobs reports whether the plugin exports a job handler.
 func (p *Plugin) HasJobs() bool { return p.hasJobs }
 

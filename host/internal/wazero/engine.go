@@ -108,7 +108,7 @@ var instrument func(wasm []byte) ([]byte, error)
 // Compile implements engine.Engine.
 func (e *Engine) Compile(ctx context.Context, name string, wasm []byte, cfg engine.ModuleConfig) (engine.Module, error) {
 	rt := e.plain
-	mode := "plain"
+	mode := "off"
 	code := wasm
 	if cfg.Interruptible {
 		rt, mode = e.guarded, "guarded"
@@ -268,14 +268,14 @@ type module struct {
 	cm       wazero.CompiledModule
 	mc       wazero.ModuleConfig
 	cfg      engine.ModuleConfig
-	mode     string // plain, instrumented or guarded
+	mode     string // off, instrumented or guarded
 	hasJob   bool
 	allocCtx context.Context
 	hash     [32]byte
 }
 
 // Mode reports how deadlines are enforced for this module: "instrumented",
-// "guarded" (wazero CloseOnContextDone) or "plain" (not at all).
+// "guarded" (wazero CloseOnContextDone) or "off".
 func (m *module) Mode() string { return m.mode }
 
 func (m *module) HasExport(name string) bool {
