@@ -57,6 +57,7 @@ type Call struct {
 	// the call's message and is turned into a string only when used.
 	reqID []byte
 
+	args     abi.Values // the current op's arguments (see dispatch)
 	handles  map[int64]Handle
 	nextID   int64
 	cleanups []func()
@@ -131,8 +132,10 @@ func dispatch(c *Call, op uint32, in []byte, reply []byte) []byte {
 	if op >= uint32(len(ops)) || ops[op] == nil {
 		return abi.AppendReplyError(reply, abi.ErrUnknownOp, "this host does not implement "+abi.Op(op).String())
 	}
-	args := abi.NewValues(in)
-	return ops[op](c, &args, reply)
+	// The argument reader lives in the Call: a local would escape through
+	// the indirect call and cost an allocation per host call.
+	c.args = abi.NewValues(in)
+	return ops[op](c, &c.args, reply)
 }
 
 // Services are the backends host operations use. A nil field means the
