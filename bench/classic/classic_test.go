@@ -2,6 +2,10 @@ package classic
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"reflect"
 	"errors"
 	"os"
 	"path/filepath"
@@ -100,6 +104,14 @@ func TestStacksServeWorkload(t *testing.T) {
 					t.Errorf("%s: %d of 40 succeeded: errors %+v %v", ep.path, res.Successes, res.Errors, res.ErrorSamples)
 				}
 			}
+			// The Django items are the workload's items.
+			var got workload.ItemList
+			if err := getJSON(run.URL+"/jsonstruct", &got); err != nil {
+				t.Fatal(err)
+			}
+			if want := workload.Items(); !reflect.DeepEqual(got, want) {
+				t.Errorf("/jsonstruct = %+v\nwant %+v", got, want)
+			}
 			u, err := proc.TreeUsage(run.Pids()...)
 			if err != nil {
 				t.Fatal(err)
@@ -114,4 +126,16 @@ func TestStacksServeWorkload(t *testing.T) {
 			rc.Del(ctx, workload.QueueName)
 		})
 	}
+}
+
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }

@@ -7,7 +7,7 @@
 // Endpoints (every target serves them under the same paths):
 //
 //	GET  /json            {"message":"hello, world"}
-//	GET  /jsonstruct      Items(): 10 items encoded from a struct per request
+//	GET  /jsonstruct      Items(): 10 items built and encoded per request
 //	GET  /db?id=N         row N of table world by primary key + one cache GET
 //	                      of WorldKey(N); {"id":N,"randomNumber":R,"cached":"..."}
 //	GET  /cached?id=N     row N as JSON from the cache (loaded from the
@@ -79,33 +79,46 @@ func StaticContent() []byte {
 // HelloJSON is the /json body.
 const HelloJSON = `{"message":"hello, world"}`
 
-// Item is one element of the /jsonstruct answer.
+// Item is one element of the /jsonstruct answer. Item, ItemList and Items
+// mirror plugins/jsonapi (the wasmcorn side of this scenario) line for line,
+// so the native server does exactly the plugin's work.
 type Item struct {
-	ID        int      `json:"id"`
-	Name      string   `json:"name"`
-	Price     float64  `json:"price"`
-	Tags      []string `json:"tags"`
-	Available bool     `json:"available"`
+	ID        int       `json:"id"`
+	Name      string    `json:"name"`
+	Price     float64   `json:"price"`
+	Tags      []string  `json:"tags"`
+	InStock   bool      `json:"in_stock"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // ItemList is the /jsonstruct answer.
 type ItemList struct {
-	Items []Item `json:"items"`
 	Count int    `json:"count"`
+	Items []Item `json:"items"`
 }
 
-// Items returns the 10-item list /jsonstruct encodes on every request.
+var (
+	itemEpoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	itemTags  = []string{"red", "green", "blue", "small", "large", "sale"}
+)
+
+func item(id int) Item {
+	h := uint32(id) * 2654435761
+	return Item{
+		ID:        id,
+		Name:      fmt.Sprintf("item-%05d", id),
+		Price:     float64(h%100000) / 100,
+		Tags:      []string{itemTags[h%6], itemTags[(h>>8)%6]},
+		InStock:   h%3 != 0,
+		CreatedAt: itemEpoch.Add(time.Duration(id) * time.Hour),
+	}
+}
+
+// Items builds the 10-item list /jsonstruct encodes on every request.
 func Items() ItemList {
-	l := ItemList{Items: make([]Item, 10), Count: 10}
+	l := ItemList{Count: 10, Items: make([]Item, 10)}
 	for i := range l.Items {
-		id := i + 1
-		l.Items[i] = Item{
-			ID:        id,
-			Name:      "item " + strconv.Itoa(id),
-			Price:     float64(id*125) / 100,
-			Tags:      []string{"bench", "tag" + strconv.Itoa(id%3)},
-			Available: id%2 == 0,
-		}
+		l.Items[i] = item(i + 1)
 	}
 	return l
 }

@@ -3,6 +3,7 @@
 JSON is written compact (no spaces) so every target's bodies match.
 """
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 
 from django.core.cache import caches
 from django.http import HttpResponseBadRequest, HttpResponseNotAllowed, JsonResponse
@@ -26,24 +27,35 @@ def hello(request):
 
 @dataclass
 class Item:
+    """Mirrors workload.Item / plugins/jsonapi's Item."""
+
     id: int
     name: str
     price: float
     tags: list = field(default_factory=list)
-    available: bool = False
+    in_stock: bool = False
+    created_at: str = ""
 
 
-def _items():
-    return [
-        Item(id=i, name="item %d" % i, price=i * 125 / 100,
-             tags=["bench", "tag%d" % (i % 3)], available=i % 2 == 0)
-        for i in range(1, 11)
-    ]
+EPOCH = datetime(2024, 1, 1)
+TAGS = ["red", "green", "blue", "small", "large", "sale"]
+
+
+def _item(i):
+    h = (i * 2654435761) & 0xFFFFFFFF
+    return Item(
+        id=i,
+        name="item-%05d" % i,
+        price=(h % 100000) / 100,
+        tags=[TAGS[h % 6], TAGS[(h >> 8) % 6]],
+        in_stock=h % 3 != 0,
+        created_at=(EPOCH + timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
 
 
 def jsonstruct(request):
-    items = [asdict(it) for it in _items()]
-    return _json({"items": items, "count": len(items)})
+    items = [asdict(_item(i)) for i in range(1, 11)]
+    return _json({"count": len(items), "items": items})
 
 
 def _id(request):
