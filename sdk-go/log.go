@@ -2,6 +2,7 @@ package wasmcorn
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -12,7 +13,7 @@ import (
 	"github.com/wasmcorn/wasmcorn/sdk-go/hostcall"
 )
 
-var logger = slog.New(newLogHandler())
+var logger = slog.New(newLogHandler(os.Stderr))
 
 // Logger returns the plugin's structured logger. Each record becomes one
 // log host call (level, message, then key/value pairs; groups flatten into
@@ -33,8 +34,9 @@ type logHandler struct {
 	fallback slog.Handler
 }
 
-func newLogHandler() *logHandler {
-	return &logHandler{fallback: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})}
+// newLogHandler returns a handler whose fallback writes text to w.
+func newLogHandler(w io.Writer) *logHandler {
+	return &logHandler{fallback: slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})}
 }
 
 func (h *logHandler) Enabled(context.Context, slog.Level) bool { return true }

@@ -14,6 +14,20 @@ import (
 // requestIDKey is the context key of the request id.
 type requestIDKey struct{}
 
+// requestContext carries the request id without boxing it for
+// context.WithValue.
+type requestContext struct {
+	context.Context
+	id string
+}
+
+func (c *requestContext) Value(key any) any {
+	if _, ok := key.(requestIDKey); ok {
+		return c.id
+	}
+	return c.Context.Value(key)
+}
+
 // RequestID returns the id the server assigned to r (the X-Request-Id it
 // logs and returns to the client). It falls back to r's X-Request-Id header
 // for requests that did not come from wasmcorn, e.g. in native tests.
@@ -28,7 +42,16 @@ func RequestID(r *http.Request) string {
 // reports for a request with that context. It is meant for native tests of
 // handlers that log or propagate the request id.
 func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey{}, id)
+	return &requestContext{Context: ctx, id: id}
+}
+
+// requestParts are the pieces of a request allocated together, so that a
+// typical request costs one allocation for all of them.
+type requestParts struct {
+	url  url.URL
+	ctx  requestContext
+	body stringBody
+	vals [8]string // header values, when there are at most 8 headers
 }
 
 // tlsState marks https requests: r.TLS is non-nil for them, as handlers
@@ -86,12 +109,17 @@ func newRequest(ar *abi.Request) *http.Request {
 	if path == "" {
 		path = "/"
 	}
-	u := &url.URL{Scheme: str(ar.Scheme), Host: host, Path: path, RawQuery: str(ar.RawQuery)}
+	p := &requestParts{}
+	p.url = url.URL{Scheme: str(ar.Scheme), Host: host, Path: path, RawQuery: str(ar.RawQuery)}
+	u := &p.url
 
 	h := make(http.Header, len(ar.Headers))
 	// One backing array for all single values; a repeated name appends,
 	// which copies that name's values out of the shared array.
-	vals := make([]string, len(ar.Headers))
+	vals := p.vals[:]
+	if len(ar.Headers) > len(p.vals) {
+		vals = make([]string, len(ar.Headers))
+	}
 	for i := range ar.Headers {
 		name := http.CanonicalHeaderKey(str(ar.Headers[i].Name))
 		value := str(ar.Headers[i].Value)
@@ -122,17 +150,16 @@ func newRequest(ar *abi.Request) *http.Request {
 		Body:       http.NoBody,
 	}
 	if len(ar.Body) > 0 {
-		b := &stringBody{}
-		b.Reset(str(ar.Body))
-		r.Body = b
+		p.body.Reset(str(ar.Body))
+		r.Body = &p.body
 		r.ContentLength = int64(len(ar.Body))
 	}
 	if u.Scheme == "https" {
 		r.TLS = tlsState
 	}
-	ctx := context.Background()
-	if len(ar.RequestID) > 0 {
-		ctx = WithRequestID(ctx, str(ar.RequestID))
+	if len(ar.RequestID) == 0 {
+		return r.WithContext(context.Background())
 	}
-	return r.WithContext(ctx)
+	p.ctx = requestContext{Context: context.Background(), id: str(ar.RequestID)}
+	return r.WithContext(&p.ctx)
 }
