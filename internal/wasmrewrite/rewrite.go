@@ -17,8 +17,9 @@
 //     space: memory.grow 0 (wazero's compiled code exits to Go for it, which
 //     gives the Go scheduler a preemption point), then traps with unreachable
 //     if $interrupt is not 0, then refills $fuel;
-//   - every loop body, and every tail call (return_call*, which can cycle
-//     without a loop), starts with: if $fuel == 0 { call $tick }; $fuel--.
+//   - every loop body starts with, and every tail call (return_call*, which
+//     can cycle without a loop) is preceded by, the stack-neutral sequence
+//     if $fuel == 0 { call $tick }; $fuel--.
 //
 // No existing index shifts: globals, the type and the function are appended
 // at the end of their index spaces. Custom sections that hold code offsets
@@ -29,11 +30,19 @@
 //
 // After instantiating the rewritten module, take
 // mod.ExportedGlobal(InterruptExport).(api.MutableGlobal) and Set(1) on it
-// from any goroutine to make the running (or next) call trap. The store is a
-// plain word write that the guest observes at its next tick, i.e. within
-// TickEvery loop iterations. An instance whose interrupt was set must not be
-// reused for further calls unless the host resets the global to 0 after the
-// interrupting write is known to have happened.
+// from any goroutine to make the running (or next) call trap with
+// "unreachable". The store is a plain word write that the guest observes at
+// its next tick, i.e. within TickEvery loop iterations. Reset the global to
+// 0 before reusing the instance, and only once the interrupting write is
+// known to have happened (Guard.Disarm guarantees that).
+//
+// Watchdog and Guard implement per-call deadlines on top of this with one
+// scanning goroutine and no per-call timer, goroutine or allocation.
+//
+// What is not covered: a start-section function runs inside instantiation,
+// before the host can reach the global (instantiate without start functions
+// and call _initialize/_start under a deadline instead); a host function
+// that blocks is the host's business.
 //
 // InstrumentLoops is a pure function, safe for concurrent use.
 package wasmrewrite
