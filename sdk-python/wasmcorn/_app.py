@@ -111,10 +111,16 @@ class App:
     Handlers receive the Request and the route parameters as keyword
     arguments, and return a Response or anything make_response accepts.
     An App is built at import time and only read while serving.
+
+    prefix, when given (e.g. "/py-hello"), is where the app is mounted:
+    routes are written relative to it, and paths outside it are 404.
     """
 
-    def __init__(self, name=None):
+    def __init__(self, name=None, prefix=""):
+        if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+            raise ValueError("prefix %r must start with '/' and not end with one" % prefix)
         self.name = name
+        self.prefix = prefix
         self.routes = []
         self._static = {}
         self.jobs = {}
@@ -202,6 +208,13 @@ class App:
     # --- dispatch -------------------------------------------------------
 
     def _find(self, method, path):
+        if self.prefix:
+            if path == self.prefix:
+                path = "/"
+            elif path.startswith(self.prefix) and path[len(self.prefix)] == "/":
+                path = path[len(self.prefix):]
+            else:
+                raise HTTPError(404)
         allowed = set()
         for r in self._static.get(path, ()):
             if method in r.methods or (method == "HEAD" and "GET" in r.methods):
@@ -227,21 +240,25 @@ class App:
         response (through errorhandler if one is registered); other
         exceptions propagate to the runtime, which logs them and answers 500."""
         try:
-            for fn in self.before:
-                rv = fn(request)
-                if rv is not None:
-                    return make_response(rv)
+            if self.before:
+                for fn in self.before:
+                    rv = fn(request)
+                    if rv is not None:
+                        return make_response(rv)
             route, params = self._find(request.method, request.path)
             if params:
-                request.params.update(params)
-            resp = make_response(route.handler(request, **params))
+                request._set_route_params(params)
+                resp = make_response(route.handler(request, **params))
+            else:
+                resp = make_response(route.handler(request))
         except HTTPError as e:
             h = self.error_handlers.get(e.status)
             resp = make_response(h(request, e)) if h is not None else e.response()
-        for fn in self.after:
-            resp = fn(request, resp)
-            if not isinstance(resp, Response):
-                raise TypeError("after_request function %r did not return a Response" % fn)
+        if self.after:
+            for fn in self.after:
+                resp = fn(request, resp)
+                if not isinstance(resp, Response):
+                    raise TypeError("after_request function %r did not return a Response" % fn)
         if request.method == "HEAD":
             resp.body = b""
         return resp

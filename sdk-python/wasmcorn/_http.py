@@ -228,13 +228,10 @@ class Request:
         self.remote_addr = remote_addr
         self.request_id = request_id
         self.body = bytes(body)
-        self.params = {}
-        for k, v in self.headers._items:
-            if k.lower().startswith(PARAM_HEADER_PREFIX):
-                self.params[k[len(PARAM_HEADER_PREFIX):].lower()] = v
 
     @classmethod
     def _from_message(cls, m):
+        """Build from a decoded RequestMsg (the pure-Python codec)."""
         r = cls.__new__(cls)
         r.method = m.method.decode("latin-1")
         r.scheme = m.scheme.decode("latin-1")
@@ -244,15 +241,39 @@ class Request:
         r.query_string = m.raw_query.decode("latin-1")
         r.remote_addr = m.remote_addr.decode("latin-1")
         r.request_id = m.request_id.decode("latin-1")
-        items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in m.headers]
-        r.headers = Headers._from_list(items)
+        r.headers = Headers._from_list([(k.decode("latin-1"), v.decode("latin-1")) for k, v in m.headers])
         r.body = m.body
-        params = {}
-        for k, v in items:
-            if len(k) > 17 and k[:17].lower() == PARAM_HEADER_PREFIX:
-                params[k[17:].lower()] = v
-        r.params = params
         return r
+
+    @classmethod
+    def _from_tuple(cls, t):
+        """Build from the shim's decoded tuple (see _wasmcorn.decode_request)."""
+        r = cls.__new__(cls)
+        (r.method, r.scheme, r.host, r.path, r.raw_path, r.query_string, r.remote_addr, r.request_id,
+         items, r.body) = t
+        r.headers = Headers._from_list(items)
+        return r
+
+    @property
+    def params(self):
+        """Route parameters: those of the manifest's route pattern (sent by
+        the server as X-Wasmcorn-Param-<name> headers) and those of the
+        App's route, names lower-cased for the former."""
+        p = self.__dict__.get("_params")
+        if p is None:
+            p = {}
+            for k, v in self.headers._items:
+                if len(k) > 17 and k[:17].lower() == PARAM_HEADER_PREFIX:
+                    p[k[17:].lower()] = v
+            route = self.__dict__.get("_route_params")
+            if route:
+                p.update(route)
+            self._params = p
+        return p
+
+    def _set_route_params(self, params):
+        self._route_params = params
+        self.__dict__.pop("_params", None)
 
     @cached_property
     def query(self):
@@ -380,10 +401,26 @@ def _json_default(o):
     return str(o)
 
 
+try:
+    # The C encoder, built once: json.dumps with options would build a new
+    # encoder per call, which is most of a small JSON response's cost.
+    # No circular-reference check (markers=None): a cyclic structure ends in
+    # RecursionError instead of ValueError.
+    from _json import encode_basestring as _c_encode_basestring
+    from _json import make_encoder as _c_make_encoder
+
+    _c_encoder = _c_make_encoder(None, _json_default, _c_encode_basestring, None, ":", ",", False, False, True)
+except ImportError:  # pragma: no cover - CPython always has _json
+    _c_encoder = None
+_py_encoder = _json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
 def dumps(obj):
     """Serialize obj to compact UTF-8 JSON bytes. Dates become ISO 8601
     strings, sets lists, and anything else json cannot encode its str()."""
-    return _json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode()
+    if _c_encoder is not None:
+        return "".join(_c_encoder(obj, 0)).encode()
+    return _py_encoder.encode(obj).encode()
 
 
 class Response:
@@ -498,7 +535,11 @@ def make_response(rv):
     if rv is None:
         return Response(b"", 204)
     if isinstance(rv, (dict, list)):
-        return Response(dumps(rv), 200, None, "application/json")
+        r = Response.__new__(Response)
+        r.status = 200
+        r.headers = Headers._from_list([("Content-Type", "application/json")])
+        r.body = dumps(rv)
+        return r
     if isinstance(rv, (str, bytes, bytearray, memoryview)):
         return Response(rv)
     raise TypeError("a handler returned %s; return a Response, dict, list, str, bytes, None or a tuple"

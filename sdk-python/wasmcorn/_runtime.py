@@ -72,12 +72,24 @@ class Server:
     def handle(self, msg):
         """Serve one encoded Request; return the encoded Response."""
         try:
+            m = _abi.decode_request(msg)
+        except _abi.ABIError as e:
+            _log.error("malformed request from the host", error=str(e))
+            return _error_response(400, "Bad Request")
+        out = self.serve(Request._from_message(m))
+        if type(out) is tuple:
             try:
-                m = _abi.decode_request(msg)
-            except _abi.ABIError as e:
-                _log.error("malformed request from the host", error=str(e))
-                return _error_response(400, "Bad Request")
-            request = Request._from_message(m)
+                return _abi.encode_response(*out)
+            except Exception:  # noqa: BLE001 - a bad header or status from the app
+                _log_exception("cannot encode the handler's response", method=m.method.decode("latin-1"))
+                return _RESP_500
+        return out
+
+    def serve(self, request):
+        """Run the app on request. Returns (status, headers, body) for the
+        shim (or handle) to encode, or an encoded error response (bytes).
+        Never raises."""
+        try:
             try:
                 resp = self.handler(request)
                 if type(resp) is not Response:
@@ -90,13 +102,7 @@ class Server:
             except BaseException:  # noqa: BLE001 - every app error becomes a logged 500
                 _log_exception("unhandled exception in handler", method=request.method, path=request.path)
                 return _RESP_500
-            try:
-                return _abi.encode_response(resp.status, resp.headers._items, resp.body)
-            except DeadlineExceeded:
-                raise
-            except BaseException:  # noqa: BLE001 - a bad header or status from the app
-                _log_exception("cannot encode the handler's response", method=request.method, path=request.path)
-                return _RESP_500
+            return (resp.status, resp.headers._items, resp.body)
         except DeadlineExceeded:
             return _RESP_504
         finally:
@@ -209,9 +215,13 @@ def _log_exception(what, **attrs):
         sys.stderr.write("%s\n%s" % (what, text))
 
 
-def handle(msg):
-    """Serve one encoded Request with the booted app (called by the shim)."""
-    return _server.handle(msg)
+def handle(req):
+    """Serve one request with the booted app (called by the shim): req is
+    the shim's decoded tuple, or the raw message when the shim's decoder
+    rejected it (the Python codec then reports the error)."""
+    if type(req) is tuple:
+        return _server.serve(Request._from_tuple(req))
+    return _server.handle(req)
 
 
 def job(msg):

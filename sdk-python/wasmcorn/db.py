@@ -229,9 +229,10 @@ _in_tx = set()
 
 
 def _end_call():
-    for c in _in_tx:
-        c._tx = None
-    _in_tx.clear()
+    if _in_tx:
+        for c in _in_tx:
+            c._tx = None
+        _in_tx.clear()
 
 
 class Connection:
