@@ -34,6 +34,7 @@ var (
 // every buffer the request path needs, so a request allocates nothing.
 type reqState struct {
 	start  time.Time
+	set    *Set
 	h      *handlerMetrics
 	plugin string
 	req    abi.Request
@@ -60,7 +61,7 @@ var statePool = sync.Pool{New: func() any {
 }}
 
 func releaseState(st *reqState) {
-	st.h, st.plugin = nil, ""
+	st.h, st.plugin, st.set = nil, "", nil
 	st.req.Reset()
 	st.resp.Reset()
 	st.params.Reset()
@@ -86,6 +87,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	st.h = &s.builtin.unmatched
 	s.inflight.Add(1)
 	metrics.HTTPInFlight.Inc()
+	st.set = s.acquireSet()
 	defer s.done(ctx, st)
 
 	if id := ctx.Request.Header.Peek(hdrRequestID); s.trustClientID && saneRequestID(id) {
@@ -108,7 +110,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	t, ok, allow := s.set.Load().table.Lookup(ctx.Host(), ctx.Method(), path, &st.params)
+	t, ok, allow := st.set.table.Lookup(ctx.Host(), ctx.Method(), path, &st.params)
 	if !ok {
 		if allow != 0 {
 			st.msg = allow.AppendAllow(st.msg[:0])
@@ -274,9 +276,24 @@ func (s *Server) done(ctx *fasthttp.RequestCtx, st *reqState) {
 	if s.accessSample >= 0 && (status >= 500 || s.accessSample >= 1 || rand.Float64() < s.accessSample) {
 		s.logAccess(ctx, st, status, n, d)
 	}
+	st.set.active.Add(-1)
 	s.inflight.Add(-1)
 	metrics.HTTPInFlight.Dec()
 	releaseState(st)
+}
+
+// acquireSet returns the current Set with its active count raised. The
+// re-check after raising it closes the race with Install: a Set whose
+// count a reload saw at zero is never used afterwards.
+func (s *Server) acquireSet() *Set {
+	for {
+		set := s.set.Load()
+		set.active.Add(1)
+		if s.set.Load() == set {
+			return set
+		}
+		set.active.Add(-1)
+	}
 }
 
 func (s *Server) logAccess(ctx *fasthttp.RequestCtx, st *reqState, status, n int, d time.Duration) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/wasmcorn/wasmcorn/host"
@@ -27,6 +28,9 @@ type LoadOptions struct {
 	Progress func(i, n int, name string)
 	// Only restricts loading to the named plugins when non-empty.
 	Only []string
+	// Spec, when set, may adjust each plugin's spec before it is loaded
+	// (the check command loads every plugin with a pool of one).
+	Spec func(*host.PluginSpec)
 }
 
 // LoadDir discovers the plugins of cfg.Plugins.Dir, loads each with l and
@@ -35,22 +39,42 @@ type LoadOptions struct {
 // route conflict). A failed plugin is logged and skipped; it never stops
 // the others. Plugins that loaded but were rejected by NewSet (route
 // conflict) are drained before LoadDir returns. The error is non-nil only
-// when the plugins directory cannot be read; a directory that does not
-// exist gives an empty Set and a warning, so zero configuration starts.
+// when the plugins directory cannot be read or ctx ends; a directory that
+// does not exist gives an empty Set and a warning, so zero configuration
+// starts.
 func LoadDir(ctx context.Context, cfg *config.Config, l Loader, opts LoadOptions) (*Set, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
+	log := opts.logger()
+	entries, failures, err := loadAll(ctx, cfg, l, opts, nil)
+	if err != nil {
+		return nil, err
 	}
+	set, rejected := NewSet(entries, failures)
+	logRejected(log, set, rejected)
+	drainEntries(ctx, rejected, log)
+	logLoaded(log, set, nil)
+	return set, nil
+}
+
+func (o *LoadOptions) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.Default()
+	}
+	return o.Logger
+}
+
+// loadAll loads every plugin of the directory. reuse, when set, may
+// return an already loaded Entry for a plugin file instead of loading it.
+func loadAll(ctx context.Context, cfg *config.Config, l Loader, opts LoadOptions,
+	reuse func(pf config.PluginFile) (Entry, bool)) ([]Entry, []LoadFailure, error) {
+	log := opts.logger()
 	dir := cfg.Plugins.Dir
 	found, problems, err := config.Discover(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			log.Warn("plugins directory does not exist; serving no plugins", "dir", dir)
-			s, _ := NewSet(nil, nil)
-			return s, nil
+			return nil, nil, nil
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	for _, p := range problems {
 		log.Warn("plugin file skipped", "error", p)
@@ -58,10 +82,8 @@ func LoadDir(ctx context.Context, cfg *config.Config, l Loader, opts LoadOptions
 	if len(opts.Only) > 0 {
 		var keep []config.PluginFile
 		for _, pf := range found {
-			for _, n := range opts.Only {
-				if pf.Name == n {
-					keep = append(keep, pf)
-				}
+			if slices.Contains(opts.Only, pf.Name) {
+				keep = append(keep, pf)
 			}
 		}
 		found = keep
@@ -71,41 +93,55 @@ func LoadDir(ctx context.Context, cfg *config.Config, l Loader, opts LoadOptions
 	for i, pf := range found {
 		if err := ctx.Err(); err != nil {
 			drainEntries(context.Background(), entries, log)
-			return nil, err
+			return nil, nil, err
+		}
+		if reuse != nil {
+			if e, ok := reuse(pf); ok {
+				entries = append(entries, e)
+				continue
+			}
 		}
 		if opts.Progress != nil {
 			opts.Progress(i+1, len(found), pf.Name)
 		}
-		e, err := LoadPlugin(ctx, cfg, l, pf)
+		e, err := LoadPlugin(ctx, cfg, l, pf, opts.Spec)
 		if err != nil {
-			log.Error("plugin failed to load; skipped", "plugin", pf.Name, "error", err)
+			log.Error("plugin failed to load", "plugin", pf.Name, "error", err)
 			metrics.PluginLoadFailures.WithLabelValues(pf.Name).Inc()
 			failures = append(failures, LoadFailure{Plugin: pf.Name, Err: err.Error(), At: time.Now()})
 			continue
 		}
 		entries = append(entries, e)
 	}
-	set, rejected := NewSet(entries, failures)
+	return entries, failures, nil
+}
+
+func logRejected(log *slog.Logger, set *Set, rejected []Entry) {
 	for _, e := range rejected {
 		for _, f := range set.failures {
 			if f.Plugin == e.Plugin.Name() {
-				log.Error("plugin routes rejected; skipped", "plugin", f.Plugin, "error", f.Err)
+				log.Error("plugin routes rejected; plugin skipped", "plugin", f.Plugin, "error", f.Err)
 			}
 		}
 		metrics.PluginLoadFailures.WithLabelValues(e.Plugin.Name()).Inc()
 	}
-	drainEntries(ctx, rejected, log)
+}
+
+// logLoaded logs each plugin of set that is not in skip.
+func logLoaded(log *slog.Logger, set *Set, skip map[Plugin]bool) {
 	for _, m := range set.plugins {
+		if skip[m.plugin] {
+			continue
+		}
 		st := m.plugin.Stats()
 		log.Info("plugin loaded", "plugin", m.name, "engine", m.plugin.Engine(), "hash", shortHash(m.plugin.Hash()),
 			"routes", m.routes, "pool_min", st.Min, "pool_max", st.Max, "load_ms", m.loadDur.Milliseconds())
 	}
-	return set, nil
 }
 
 // LoadPlugin loads the one plugin pf describes: manifest, grants check
 // against cfg, module bytes, then l.Load.
-func LoadPlugin(ctx context.Context, cfg *config.Config, l Loader, pf config.PluginFile) (Entry, error) {
+func LoadPlugin(ctx context.Context, cfg *config.Config, l Loader, pf config.PluginFile, adjust func(*host.PluginSpec)) (Entry, error) {
 	m, err := config.LoadPluginManifest(pf)
 	if err != nil {
 		return Entry{}, err
@@ -117,8 +153,12 @@ func LoadPlugin(ctx context.Context, cfg *config.Config, l Loader, pf config.Plu
 	if err != nil {
 		return Entry{}, fmt.Errorf("plugin %s: %w", pf.Name, err)
 	}
+	spec := m.Spec(pf.Name, wasm)
+	if adjust != nil {
+		adjust(&spec)
+	}
 	start := time.Now()
-	p, err := l.Load(ctx, m.Spec(pf.Name, wasm))
+	p, err := l.Load(ctx, spec)
 	if err != nil {
 		return Entry{}, fmt.Errorf("plugin %s: %w", pf.Name, err)
 	}

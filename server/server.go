@@ -254,7 +254,10 @@ func (s *Server) AdminAddr() net.Addr {
 	return s.adminLn.Addr()
 }
 
-// Ready reports whether /readyz answers 200, and if not, why.
+// Ready reports whether /readyz answers 200, and if not, why: it is ready
+// when serving, not shutting down, and every discovered plugin is serving
+// (a plugin whose reload failed but whose previous version serves counts
+// as serving).
 func (s *Server) Ready() (bool, []string) {
 	var why []string
 	if !s.serving.Load() {
@@ -263,8 +266,11 @@ func (s *Server) Ready() (bool, []string) {
 	if s.shuttingDown.Load() {
 		why = append(why, "shutting down")
 	}
-	for _, f := range s.set.Load().failures {
-		why = append(why, "plugin "+f.Plugin+" failed to load: "+f.Err)
+	set := s.set.Load()
+	for _, f := range set.failures {
+		if set.Plugin(f.Plugin) == nil {
+			why = append(why, "plugin "+f.Plugin+" failed to load: "+f.Err)
+		}
 	}
 	return len(why) == 0, why
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,6 +61,10 @@ type Set struct {
 	plugins  []*mounted // by name
 	failures []LoadFailure
 	created  time.Time
+	// active counts requests routed on this Set that have not finished,
+	// so a replaced Set's plugins are drained only once nothing can still
+	// call them.
+	active atomic.Int64
 }
 
 // mounted is one plugin in a Set with its per-request metric handles.
@@ -143,6 +148,16 @@ func routesOf(m *mounted) ([]router.Route[*target], error) {
 		out = append(out, router.Route[*target]{Owner: "plugin " + m.name, Host: r.Host, Methods: ms, Pattern: p, Value: t})
 	}
 	return out, nil
+}
+
+// entries returns the Set's plugins as Entries (to carry them into a new
+// Set on reload).
+func (s *Set) entries() map[string]Entry {
+	out := make(map[string]Entry, len(s.plugins))
+	for _, m := range s.plugins {
+		out[m.name] = Entry{Plugin: m.plugin, Manifest: m.manifest, LoadDuration: m.loadDur}
+	}
+	return out
 }
 
 // Plugins returns the serving plugins, sorted by name.
