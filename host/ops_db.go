@@ -258,6 +258,20 @@ func opCtx(c *Call, db string) (context.Context, context.CancelFunc) {
 	return ctx, nil
 }
 
+// stmtCacher is implemented by SQL backends that cache prepared statements
+// (sqldb.Set does): a repeated query then costs one round trip on the
+// binary protocol instead of being parsed by the server every time.
+type stmtCacher interface {
+	Stmt(ctx context.Context, pool *sql.DB, query string) *sqldb.CachedStmt
+}
+
+func cachedStmt(c *Call, ctx context.Context, pool *sql.DB, query string) *sqldb.CachedStmt {
+	if sc, ok := c.Services.SQL.(stmtCacher); ok {
+		return sc.Stmt(ctx, pool, query)
+	}
+	return nil
+}
+
 // classify maps a database error to a reply code and message.
 func classify(ctx context.Context, db string, err error) *dbFail {
 	switch {
@@ -300,12 +314,21 @@ func opDBQuery(c *Call, args *abi.Values, reply []byte) []byte {
 	var rows *sql.Rows
 	var err error
 	ctx, cancel := opCtx(c, t.name)
-	if t.tx != nil {
+	var cached *sqldb.CachedStmt
+	switch {
+	case t.tx != nil:
 		rows, err = t.tx.tx.QueryContext(ctx, q, s.params...)
-	} else {
-		rows, err = t.read.QueryContext(ctx, q, s.params...)
+	default:
+		if cached = cachedStmt(c, ctx, t.read, q); cached != nil {
+			rows, err = cached.Stmt.QueryContext(ctx, s.params...)
+		} else {
+			rows, err = t.read.QueryContext(ctx, q, s.params...)
+		}
 	}
 	reply, f = s.writeRows(ctx, reply, t.name, t.dialect, rows, err)
+	if cached != nil {
+		cached.Release()
+	}
 	if cancel != nil {
 		cancel()
 	}
@@ -336,10 +359,16 @@ func opDBExec(c *Call, args *abi.Values, reply []byte) []byte {
 	var res sql.Result
 	var err error
 	ctx, cancel := opCtx(c, t.name)
-	if t.tx != nil {
+	switch {
+	case t.tx != nil:
 		res, err = t.tx.tx.ExecContext(ctx, q, s.params...)
-	} else {
-		res, err = t.primary.ExecContext(ctx, q, s.params...)
+	default:
+		if cached := cachedStmt(c, ctx, t.primary, q); cached != nil {
+			res, err = cached.Stmt.ExecContext(ctx, s.params...)
+			cached.Release()
+		} else {
+			res, err = t.primary.ExecContext(ctx, q, s.params...)
+		}
 	}
 	reply, f = writeResult(ctx, reply, t.name, res, err)
 	if cancel != nil {

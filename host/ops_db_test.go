@@ -9,6 +9,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -315,9 +316,18 @@ func testDBTypes(t *testing.T, b dbBackend) {
 	for _, r := range rows {
 		mustExec(t, c, "main", "INSERT INTO items (i, f, s, b, t, ok) VALUES (?, ?, ?, ?, ?, ?)", r.i, r.f, r.s, r.b, r.t, r.ok)
 	}
-	got := mustQuery(t, c, "main", "SELECT i, f, s, b, t, ok FROM items ORDER BY id")
+	const sel = "SELECT i, f, s, b, t, ok FROM items ORDER BY id"
+	got := mustQuery(t, c, "main", sel)
 	if len(got.rows) != len(rows) {
 		t.Fatalf("%d rows, want %d", len(got.rows), len(rows))
+	}
+	// The second and third runs go through the statement cache (a prepared
+	// statement; MySQL's binary protocol): the values must not change.
+	for run := 2; run <= 3; run++ {
+		again := mustQuery(t, c, "main", sel)
+		if fmt.Sprint(again) != fmt.Sprint(got) {
+			t.Fatalf("run %d differs from the first (unprepared) run", run)
+		}
 	}
 	for n, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
@@ -971,4 +981,103 @@ func testDBBesideTx(t *testing.T, b dbBackend) {
 	}
 	mustExec(t, c, "main", "INSERT INTO items (s) VALUES (?)", "after commit")
 	c.End()
+}
+
+// BenchmarkDBQueryPK compares a one-row primary-key lookup through the
+// db.query host op (argument decoding, pooled query, reply encoding) with
+// the same query through database/sql directly, on the same pool: the
+// "native" baseline a Go handler would get. Run in parallel like a server.
+func BenchmarkDBQueryPK(b *testing.B) {
+	const q = "SELECT id, name, email, created FROM users WHERE id = ?"
+	setup := func(b *testing.B, set *sqldb.Set, ddl string) {
+		c := newDBCall(set, "main")
+		mustExec(b, c, "main", ddl)
+		tx := mustHandle(b, c, abi.OpDBBegin, "main")
+		for i := 1; i <= 1000; i++ {
+			mustExec(b, c, tx, "INSERT INTO users VALUES (?, ?, ?, ?)", i, fmt.Sprint("user", i), fmt.Sprint("u", i, "@example.com"), "2024-05-06 07:08:09")
+		}
+		if _, err := dbCall(c, abi.OpDBCommit, tx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	bench := func(b *testing.B, set *sqldb.Set) {
+		b.Run("hostop", func(b *testing.B) {
+			var n atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(4)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				c := newDBCall(set, "main")
+				var args, reply []byte
+				for pb.Next() {
+					args = abi.AppendString(args[:0], "main")
+					args = abi.AppendString(args, q)
+					args = abi.AppendInt(args, n.Add(1)%1000+1)
+					reply = dispatch(c, uint32(abi.OpDBQuery), args, reply)
+					if reply[0] != byte(abi.OK) {
+						_, err := abi.DecodeReply(abi.OpDBQuery, reply)
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+		b.Run("native", func(b *testing.B) {
+			_, read, _ := set.Pools("main")
+			var n atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(4)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				for pb.Next() {
+					var id int64
+					var name, email string
+					var created time.Time
+					if err := read.QueryRowContext(ctx, q, n.Add(1)%1000+1).Scan(&id, &name, &email, &created); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+		b.Run("native_prepared", func(b *testing.B) {
+			_, read, _ := set.Pools("main")
+			st, err := read.Prepare(q)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			var n atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(4)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				for pb.Next() {
+					var id int64
+					var name, email string
+					var created time.Time
+					if err := st.QueryRowContext(ctx, n.Add(1)%1000+1).Scan(&id, &name, &email, &created); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+	b.Run("sqlite", func(b *testing.B) {
+		set := openSet(b, b.TempDir(), map[string]sqldb.Config{"main": {}})
+		setup(b, set, "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, email TEXT, created DATETIME)")
+		bench(b, set)
+	})
+	b.Run("mariadb", func(b *testing.B) {
+		if testing.Short() {
+			b.Skip("starts MariaDB")
+		}
+		m := testsvc.StartMariaDB(b)
+		set := openSet(b, "", map[string]sqldb.Config{"main": {Driver: sqldb.DriverMySQL, DSN: m.DSN("test")}})
+		setup(b, set, "CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR(64), email VARCHAR(128), created DATETIME)")
+		bench(b, set)
+	})
 }

@@ -114,12 +114,19 @@ type Config struct {
 	// QueryTimeout bounds each statement below the request deadline.
 	// Default 0: only the request deadline bounds it.
 	QueryTimeout time.Duration
+	// StmtCacheSize is how many prepared statements each pool caches, by
+	// SQL text, for plain queries and execs outside transactions. A query
+	// is prepared the second time it is seen and evicted least recently
+	// used first (CLOCK). Default DefaultStmtCacheSize; negative disables
+	// the cache.
+	StmtCacheSize int
 }
 
 // Set is the configured databases. It implements host.SQL. Its methods are
 // safe for concurrent use; Close must be called once nothing uses the pools.
 type Set struct {
 	dbs     map[string]*database
+	caches  map[*sql.DB]*stmtCache // immutable after Open
 	unwatch func()
 }
 
@@ -167,7 +174,7 @@ func (c Config) Validate(name string) error {
 // while a MySQL server is down and requests fail with an unavailable error
 // until it is up. On error nothing stays open.
 func Open(dataDir string, cfgs map[string]Config) (*Set, error) {
-	s := &Set{dbs: make(map[string]*database, len(cfgs))}
+	s := &Set{dbs: make(map[string]*database, len(cfgs)), caches: map[*sql.DB]*stmtCache{}}
 	names := make([]string, 0, len(cfgs))
 	for name := range cfgs {
 		names = append(names, name)
@@ -193,6 +200,15 @@ func Open(dataDir string, cfgs map[string]Config) (*Set, error) {
 		}
 		s.dbs[name] = d
 		watched = append(watched, d.pools()...)
+		size := cfg.StmtCacheSize
+		if size == 0 {
+			size = DefaultStmtCacheSize
+		}
+		if size > 0 {
+			for _, p := range append([]*sql.DB{d.primary}, d.read...) {
+				s.caches[p] = newStmtCache(p, size)
+			}
+		}
 	}
 	s.unwatch = metrics.WatchDBPools(watched)
 	return s, nil
@@ -214,6 +230,19 @@ func (s *Set) Pools(name string) (primary, read *sql.DB, ok bool) {
 	}
 	i := d.next.Add(1)
 	return d.primary, d.read[int(i%uint32(len(d.read)))], true
+}
+
+// Stmt borrows a prepared statement for query on pool, one of the pools
+// Pools returned, from the pool's statement cache. It returns nil when the
+// query should run unprepared: the cache is disabled, the query is seen for
+// the first time, or preparing it failed. The caller must Release a non-nil
+// result after closing its rows.
+func (s *Set) Stmt(ctx context.Context, pool *sql.DB, query string) *CachedStmt {
+	c := s.caches[pool]
+	if c == nil {
+		return nil
+	}
+	return c.get(ctx, query)
 }
 
 // Dialect returns "sqlite" or "mysql" for database name, "" when unknown.
@@ -260,6 +289,9 @@ func (s *Set) Ping(ctx context.Context) error {
 func (s *Set) Close() error {
 	if s.unwatch != nil {
 		s.unwatch()
+	}
+	for _, c := range s.caches {
+		c.close()
 	}
 	var errs []error
 	for _, d := range s.dbs {
