@@ -412,19 +412,30 @@ func (r *Runner) claimLoop(ctx context.Context, q *queueRunner) {
 	}
 }
 
-// run runs one job and records its outcome with the backend.
+// run runs one job and records its outcome with the backend. The job's
+// worker slot is freed as soon as the executor returns, so the next claim
+// overlaps this job's acknowledgement: under load one backend round trip
+// then carries both.
 func (r *Runner) run(q *queueRunner, st *queueState, j *Job) {
+	freed := false
+	freeSlot := func() {
+		if !freed {
+			freed = true
+			q.running.Add(-1)
+			r.runningCount.Add(-1)
+			q.mRunning.Dec()
+			q.wake()
+		}
+	}
 	defer func() {
-		q.running.Add(-1)
-		r.runningCount.Add(-1)
-		q.mRunning.Dec()
-		q.wake()
+		freeSlot()
 		q.jobs.Done()
 		r.running.Done()
 	}()
 	maxAttempts := st.cfg.MaxAttempts
 	if j.Attempt > maxAttempts {
 		// Its last allowed delivery was lost with its worker.
+		freeSlot()
 		r.deadLetter(q, j, fmt.Sprintf("lease ran out on attempt %d of %d (worker died or job outlived the lease)", j.Attempt-1, maxAttempts))
 		return
 	}
@@ -435,6 +446,7 @@ func (r *Runner) run(q *queueRunner, st *queueState, j *Job) {
 	q.mDuration.Observe(time.Since(start).Seconds())
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	cancel()
+	freeSlot()
 	if err != nil && r.hardCtx.Err() != nil {
 		r.release(q, j) // shutdown cut it short: not the job's fault
 		return

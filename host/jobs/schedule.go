@@ -35,17 +35,17 @@ type Schedule interface {
 // "TZ=Area/City " (an IANA zone from the system's zoneinfo).
 func ParseSchedule(spec string) (Schedule, error) {
 	s := strings.TrimSpace(spec)
-	loc := time.UTC
+	loc, zoned := time.UTC, false
 	if rest, ok := strings.CutPrefix(s, "TZ="); ok {
 		zone, fields, _ := strings.Cut(rest, " ")
 		l, err := time.LoadLocation(zone)
 		if err != nil {
 			return nil, fmt.Errorf("schedule %q: time zone: %w", spec, err)
 		}
-		loc, s = l, strings.TrimSpace(fields)
+		loc, s, zoned = l, strings.TrimSpace(fields), true
 	}
 	if d, ok := strings.CutPrefix(s, "@every "); ok {
-		if loc != time.UTC {
+		if zoned {
 			return nil, fmt.Errorf("schedule %q: @every does not take a time zone", spec)
 		}
 		dur, err := time.ParseDuration(strings.TrimSpace(d))
@@ -194,44 +194,57 @@ func (c *cron) dayMatches(t time.Time) bool {
 	return dom || dow
 }
 
-// Next finds the next matching minute by skipping whole months, days and
-// hours that cannot match, then minutes. Times are built with time.Date in
-// the schedule's zone, so a slot inside a daylight-saving gap moves to the
-// next valid instant and one in an overlap fires once, at its first
-// occurrence.
+// Next finds the next matching wall-clock minute in the schedule's zone by
+// skipping whole months, days and hours that cannot match, then minutes.
+// The search runs on civil time (a UTC calendar with no daylight saving);
+// the result is then placed in the zone. A slot inside a daylight-saving
+// gap (02:30 on a spring-forward night) fires when the gap ends, shifted by
+// its length; a slot in a repeated hour fires once.
 func (c *cron) Next(t time.Time) time.Time {
-	t = t.In(c.loc)
-	// Start at the next whole minute.
-	t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), 0, 0, c.loc).Add(time.Minute)
-	limit := t.Year() + 5
-	for t.Year() <= limit {
-		if !has(c.month, int(t.Month())) {
-			t = time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, c.loc)
+	lt := t.In(c.loc)
+	// Civil time of the next whole minute after t.
+	w := time.Date(lt.Year(), lt.Month(), lt.Day(), lt.Hour(), lt.Minute(), 0, 0, time.UTC).Add(time.Minute)
+	for {
+		w = c.nextCivil(w)
+		if w.IsZero() {
+			return time.Time{}
+		}
+		real := time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), 0, 0, c.loc)
+		if real.After(t) {
+			return real
+		}
+		w = w.Add(time.Minute) // a wall time repeated by a clock going back
+	}
+}
+
+// nextCivil returns the first matching civil minute at or after w (a UTC
+// time standing for wall-clock fields), or zero after five years.
+func (c *cron) nextCivil(w time.Time) time.Time {
+	limit := w.Year() + 5
+	for w.Year() <= limit {
+		if !has(c.month, int(w.Month())) {
+			w = time.Date(w.Year(), w.Month()+1, 1, 0, 0, 0, 0, time.UTC)
 			continue
 		}
-		if !c.dayMatches(t) {
-			t = time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, c.loc)
+		if !c.dayMatches(w) {
+			w = time.Date(w.Year(), w.Month(), w.Day()+1, 0, 0, 0, 0, time.UTC)
 			continue
 		}
-		if !has(c.hour, t.Hour()) {
-			next := time.Date(t.Year(), t.Month(), t.Day(), t.Hour()+1, 0, 0, 0, c.loc)
-			if !next.After(t) { // a repeated hour at a DST overlap
-				next = t.Add(time.Hour).Truncate(time.Hour)
-			}
-			t = next
+		if !has(c.hour, w.Hour()) {
+			w = w.Truncate(time.Hour).Add(time.Hour)
 			continue
 		}
-		if !has(c.minute, t.Minute()) {
+		if !has(c.minute, w.Minute()) {
 			// Jump to the next allowed minute of this hour, if any.
-			rest := c.minute >> uint(t.Minute()+1) << uint(t.Minute()+1)
+			rest := c.minute >> uint(w.Minute()+1) << uint(w.Minute()+1)
 			if rest == 0 {
-				t = t.Add(time.Duration(60-t.Minute()) * time.Minute)
+				w = w.Truncate(time.Hour).Add(time.Hour)
 			} else {
-				t = t.Add(time.Duration(bits.TrailingZeros64(rest)-t.Minute()) * time.Minute)
+				w = w.Add(time.Duration(bits.TrailingZeros64(rest)-w.Minute()) * time.Minute)
 			}
 			continue
 		}
-		return t
+		return w
 	}
 	return time.Time{}
 }
