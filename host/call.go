@@ -74,6 +74,9 @@ type Handle interface {
 }
 
 // AddHandle registers h and returns the number the guest will use for it.
+// Numbers are never reused on the same Call (one per instance): a handle a
+// guest kept from an earlier call, e.g. a leaked transaction rolled back
+// late by database/sql, can never name a handle of a later call.
 func (c *Call) AddHandle(h Handle) int64 {
 	if c.handles == nil {
 		c.handles = make(map[int64]Handle)
@@ -104,7 +107,6 @@ func (c *Call) End() {
 		c.cleanups[i]()
 	}
 	c.cleanups = c.cleanups[:0]
-	c.nextID = 0
 	c.Ctx = nil
 	c.reqID = nil
 }
