@@ -120,10 +120,10 @@ func TestStacksServeWorkload(t *testing.T) {
 			if u.Procs < 6 || u.CPU <= 0 || u.PeakRSS <= 0 {
 				t.Errorf("usage %+v: want the whole process tree", u)
 			}
-			if n, err := rc.LLen(ctx, workload.QueueName).Result(); err != nil || n < 40 {
+			if n, err := rc.LLen(ctx, QueueKey).Result(); err != nil || n < 40 {
 				t.Errorf("queue length %d (%v), want >= 40 jobs submitted", n, err)
 			}
-			rc.Del(ctx, workload.QueueName)
+			rc.Del(ctx, QueueKey)
 		})
 	}
 }

@@ -14,7 +14,7 @@ from .models import World
 COMPACT = {"separators": (",", ":")}
 ROWS = 1000
 CACHE_TTL = 300
-QUEUE = "bench"
+QUEUE = "classic:bench"  # classic.QueueKey
 
 
 def _json(obj):

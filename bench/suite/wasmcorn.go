@@ -1,0 +1,455 @@
+package suite
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/wasmcorn/wasmcorn/bench/internal/proc"
+	"github.com/wasmcorn/wasmcorn/bench/workload"
+	"github.com/wasmcorn/wasmcorn/internal/testplugins"
+)
+
+// WasmcornOptions configures the wasmcorn target.
+type WasmcornOptions struct {
+	// Binary is the wasmcorn executable. Default: this executable when it
+	// is wasmcorn (`wasmcorn bench`), else bin/wasmcorn of the repository,
+	// else one built from the repository into the run directory.
+	Binary string
+	// PluginsDir holds prebuilt NAME.wasm files, used when the plugins
+	// cannot be built from the repository's sources. Default "plugins".
+	PluginsDir string
+	// Engines to measure, one target each: "wazero" (target "wasmcorn"),
+	// "wasmtime" (target "wasmcorn-wasmtime"; needs a binary built with
+	// it). Default ["wazero"].
+	Engines []string
+}
+
+// errSkip marks a scenario the target cannot run here; measure records it
+// as skipped, not as an error.
+var errSkip = errors.New("skipped")
+
+// Plugins the wasmcorn target serves, by role.
+const (
+	pluginHello   = "hello"    // /json (plugins/hello)
+	pluginJSONAPI = "jsonapi"  // /jsonstruct (plugins/jsonapi, at /jsonapi/)
+	pluginBench   = "benchapp" // /db, /cached, /queue
+	pluginPyBench = "pybench"  // the Python variants
+	benchNS       = "bench"    // the bench plugins' cache namespace
+)
+
+type wasmcornTarget struct {
+	name, engine string
+	bin          string
+	pluginsDir   string
+	cacheDir     string // compilation cache shared by every start
+}
+
+func newWasmcornTarget(ctx context.Context, o WasmcornOptions, rep *Report) ([]Target, error) {
+	bin, err := findWasmcorn(ctx, o.Binary)
+	if err != nil {
+		return nil, err
+	}
+	if out, err := exec.CommandContext(ctx, bin, "version").Output(); err == nil {
+		rep.Versions["wasmcorn"] = strings.TrimSpace(string(out))
+	}
+	if o.PluginsDir == "" {
+		o.PluginsDir = "plugins"
+	}
+	if len(o.Engines) == 0 {
+		o.Engines = []string{"wazero"}
+	}
+	cache, err := os.MkdirTemp("", "wcbench-cache-")
+	if err != nil {
+		return nil, err
+	}
+	var ts []Target
+	for _, e := range o.Engines {
+		name := "wasmcorn"
+		if e != "wazero" {
+			name += "-" + e
+		}
+		ts = append(ts, &wasmcornTarget{name: name, engine: e, bin: bin, pluginsDir: o.PluginsDir, cacheDir: cache})
+	}
+	return ts, nil
+}
+
+// findWasmcorn resolves the binary as WasmcornOptions.Binary documents.
+func findWasmcorn(ctx context.Context, given string) (string, error) {
+	if given != "" {
+		if _, err := os.Stat(given); err != nil {
+			return "", fmt.Errorf("wasmcorn binary: %w", err)
+		}
+		return filepath.Abs(given)
+	}
+	if exe, err := os.Executable(); err == nil && filepath.Base(exe) == "wasmcorn" {
+		return exe, nil
+	}
+	root, err := testplugins.RepoRoot()
+	if err != nil {
+		return "", fmt.Errorf("no wasmcorn binary given and not in the repository: %w", err)
+	}
+	if p := filepath.Join(root, "bin", "wasmcorn"); fileExists(p) {
+		return p, nil
+	}
+	out := filepath.Join(os.TempDir(), "wcbench-wasmcorn")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/wasmcorn")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build wasmcorn: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+func (t *wasmcornTarget) Name() string { return t.name }
+func (t *wasmcornTarget) Kind() string { return KindWasmcorn }
+func (t *wasmcornTarget) Description() string {
+	return "wasmcorn serve, Go plugins compiled to Wasm, engine " + t.engine + ", default pool and limits"
+}
+
+func (t *wasmcornTarget) Route(sc *Scenario) (string, bool) {
+	if sc.Path == "/jsonstruct" {
+		return "/jsonapi/", true
+	}
+	return sc.Path, true
+}
+
+func (t *wasmcornTarget) WorldCacheEntry(id int) (string, string) {
+	// host/backend/rediskv: "cache:" + namespace + ":" + key.
+	return "cache:" + benchNS + ":" + workload.WorldKey(id), workload.WorldValue(id)
+}
+
+// pluginFile returns the .wasm of plugin name: built from the repository
+// when its sources are there, else from the prebuilt plugins directory.
+func (t *wasmcornTarget) pluginFile(name string) (string, error) {
+	if p, err := testplugins.Compile(name); err == nil {
+		return p, nil
+	} else if !errors.Is(err, testplugins.ErrUnknownPlugin) && !strings.Contains(err.Error(), "no go.mod") {
+		return "", err
+	}
+	p := filepath.Join(t.pluginsDir, name+".wasm")
+	if !fileExists(p) {
+		return "", fmt.Errorf("%w: plugin %s: no source in the repository and no %s", errSkip, name, p)
+	}
+	return p, nil
+}
+
+// manifests of the plugins by role; {{.Trusted}} turns deadline
+// enforcement off (json-trusted).
+var manifestTmpl = template.Must(template.New("m").Parse(`{{define "hello"}}[[routes]]
+path = "/json"
+methods = ["GET"]
+{{if .Trusted}}
+[limits]
+deadline_enforced = false
+{{end}}{{end}}{{define "bench"}}[[routes]]
+path = "/db"
+methods = ["GET"]
+
+[[routes]]
+path = "/cached"
+methods = ["GET"]
+
+[[routes]]
+path = "/queue"
+methods = ["POST"]
+
+[grants]
+databases = ["bench"]
+queues = ["bench"]
+cache_namespace = "bench"
+{{end}}`))
+
+var configTmpl = template.Must(template.New("c").Parse(`# generated by bench/suite for scenario {{.Scenario}}
+[server]
+listen = "{{.Listen}}"
+
+[admin]
+listen = "{{.Admin}}"
+
+[plugins]
+dir = "{{.PluginsDir}}"
+engine = "{{.Engine}}"
+cache_dir = "{{.CacheDir}}"
+
+[log]
+level = "warn"
+
+[access_log]
+enabled = false
+
+[[static]]
+prefix = "/static/"
+dir = "{{.StaticDir}}"
+{{if .MySQL}}
+[databases.bench]
+driver = "mysql"
+dsn = "{{.MySQL}}"
+{{end}}
+[cache]
+backend = "{{.Cache}}"
+{{if eq .Cache "redis"}}
+[cache.redis]
+addrs = ["{{.Redis}}"]
+{{end}}
+[queue]
+backend = "{{.Queue}}"
+path = "{{.Dir}}/queue.db"
+{{if eq .Queue "redis"}}
+[queue.redis]
+addrs = ["{{.Redis}}"]
+{{end}}`))
+
+func (t *wasmcornTarget) Start(ctx context.Context, env *Env, sc *Scenario) (Instance, error) {
+	dir := filepath.Join(env.Dir, "wasmcorn", t.name+"-"+sc.Name)
+	plugins := filepath.Join(dir, "plugins")
+	if err := os.MkdirAll(plugins, 0o755); err != nil {
+		return nil, err
+	}
+	inst := &wasmcornInstance{dir: dir, plugins: plugins}
+	var role string
+	switch sc.Path {
+	case "/json":
+		role = pluginHello
+		if sc.Python {
+			role = pluginPyBench
+		}
+	case "/jsonstruct":
+		role = pluginJSONAPI
+	case "/db", "/cached", "/queue":
+		role = pluginBench
+		if sc.Python {
+			role = pluginPyBench
+		}
+	}
+	if role != "" {
+		src, err := t.pluginFile(role)
+		if err != nil {
+			return nil, err
+		}
+		if err := copyFile(src, filepath.Join(plugins, role+".wasm")); err != nil {
+			return nil, err
+		}
+		inst.plugin, inst.src = role, src
+		var tmpl string
+		switch role {
+		case pluginHello:
+			tmpl = "hello"
+		case pluginBench, pluginPyBench:
+			tmpl = "bench"
+		}
+		if tmpl != "" {
+			var b bytes.Buffer
+			if err := manifestTmpl.ExecuteTemplate(&b, tmpl, sc); err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(filepath.Join(plugins, role+".toml"), b.Bytes(), 0o644); err != nil {
+				return nil, err
+			}
+		}
+	}
+	cache := sc.Cache
+	if cache == "" {
+		cache = "memory"
+	}
+	queue := sc.Queue
+	if queue == "" {
+		queue = "sqlite"
+	}
+	var lastErr error
+	for range 3 { // a probed port may be taken before the server binds it
+		port, err := proc.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		aport, err := proc.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		data := map[string]any{
+			"Scenario": sc.Name, "Dir": dir, "PluginsDir": plugins, "StaticDir": env.StaticDir,
+			"Engine": t.engine, "CacheDir": t.cacheDir,
+			"Listen": "127.0.0.1:" + strconv.Itoa(port), "Admin": "127.0.0.1:" + strconv.Itoa(aport),
+			"Cache": cache, "Queue": queue, "MySQL": "", "Redis": "",
+		}
+		if env.MariaDB != nil {
+			data["MySQL"] = env.MariaDB.DSN("bench")
+		}
+		if env.Redis != nil {
+			data["Redis"] = env.Redis.Addr()
+		}
+		var b bytes.Buffer
+		if err := configTmpl.Execute(&b, data); err != nil {
+			return nil, err
+		}
+		cfgPath := filepath.Join(dir, "wasmcorn.toml")
+		if err := os.WriteFile(cfgPath, b.Bytes(), 0o644); err != nil {
+			return nil, err
+		}
+		cmd := exec.Command(t.bin, "serve", "-config", cfgPath)
+		cmd.Dir = dir
+		p, err := proc.Start(t.name, cmd, filepath.Join(env.Dir, "logs", t.name+"-"+sc.Name+".log"))
+		if err != nil {
+			return nil, err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		if lastErr = proc.WaitTCP(ctx, addr, p, time.Minute); lastErr == nil {
+			inst.url = "http://" + addr
+			inst.admin = "http://127.0.0.1:" + strconv.Itoa(aport)
+			inst.p = p
+			return inst, nil
+		}
+		_ = p.Stop(5 * time.Second)
+	}
+	return nil, fmt.Errorf("start %s: %w", t.name, lastErr)
+}
+
+type wasmcornInstance struct {
+	url, admin    string
+	dir, plugins  string
+	plugin, src   string // the scenario's plugin and its original .wasm
+	p             *proc.Process
+	lastHash      string
+	reloadTimeout time.Duration
+}
+
+func (i *wasmcornInstance) URL() string { return i.url }
+func (i *wasmcornInstance) Pids() []int { return []int{i.p.Pid()} }
+func (i *wasmcornInstance) Stop() error { return i.p.Stop(30 * time.Second) }
+
+// Reload writes version n of the scenario's plugin (the original module
+// with a custom section naming n appended, so its hash differs) next to the
+// served one and renames it into place, as a deploy would, then waits until
+// the server reports the new version serving.
+func (i *wasmcornInstance) Reload(ctx context.Context, n int) error {
+	if i.plugin == "" {
+		return errors.New("scenario has no plugin to reload")
+	}
+	if i.lastHash == "" {
+		h, err := i.pluginHash(ctx)
+		if err != nil {
+			return err
+		}
+		i.lastHash = h
+	}
+	wasm, err := os.ReadFile(i.src)
+	if err != nil {
+		return err
+	}
+	wasm = appendCustomSection(wasm, "wcbench-version", []byte(strconv.Itoa(n)))
+	dst := filepath.Join(i.plugins, i.plugin+".wasm")
+	tmp := filepath.Join(i.dir, i.plugin+".wasm.new") // outside the watched directory
+	if err := os.WriteFile(tmp, wasm, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	timeout := i.reloadTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		h, err := i.pluginHash(ctx)
+		if err == nil && h != i.lastHash {
+			i.lastHash = h
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("version %d of %s not serving after %v (last status error: %v)", n, i.plugin, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// pluginHash reads the serving version's hash from /status.json.
+func (i *wasmcornInstance) pluginHash(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, i.admin+"/status.json", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Plugins []struct {
+			Name string `json:"name"`
+			Hash string `json:"hash"`
+		} `json:"plugins"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return "", fmt.Errorf("status.json: %w", err)
+	}
+	for _, p := range st.Plugins {
+		if p.Name == i.plugin {
+			return p.Hash, nil
+		}
+	}
+	return "", fmt.Errorf("plugin %s not serving", i.plugin)
+}
+
+// appendCustomSection appends a custom section (id 0) to a wasm module;
+// custom sections may appear anywhere and do not change its behaviour.
+func appendCustomSection(wasm []byte, name string, payload []byte) []byte {
+	var body []byte
+	body = appendULEB(body, uint64(len(name)))
+	body = append(body, name...)
+	body = append(body, payload...)
+	out := append(wasm[:len(wasm):len(wasm)], 0)
+	out = appendULEB(out, uint64(len(body)))
+	return append(out, body...)
+}
+
+func appendULEB(b []byte, v uint64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v != 0 {
+			c |= 0x80
+		}
+		b = append(b, c)
+		if v == 0 {
+			return b
+		}
+	}
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
