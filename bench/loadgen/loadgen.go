@@ -93,6 +93,11 @@ type Config struct {
 	// MaxBodyBytes caps a response body; a larger one is an "other" error.
 	// Default 64 MiB.
 	MaxBodyBytes int
+	// OnMeasure, when set, is called once when the warm-up ends and the
+	// measured period begins (right away without a warm-up), from Run's
+	// goroutine; callers snapshot server-side counters in it. Run waits for
+	// it to return; the workers keep going meanwhile.
+	OnMeasure func()
 	// MaxConcurrentDials bounds connection attempts in flight, so that
 	// thousands of connections ramp up without overflowing the server's
 	// listen backlog; default 512.
@@ -407,6 +412,9 @@ loop:
 	for {
 		select {
 		case <-measureTimer.C:
+			if cfg.OnMeasure != nil {
+				cfg.OnMeasure()
+			}
 			cpuStart = processCPU()
 			measuring = true
 		case <-endC:

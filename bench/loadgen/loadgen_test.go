@@ -214,16 +214,21 @@ func TestKeepAliveOff(t *testing.T) {
 
 func TestWarmupNotCounted(t *testing.T) {
 	ts := startServer(t, routes)
+	var atMeasure atomic.Int64
 	res, err := Run(context.Background(), Config{
 		URL:         ts.url + "/ok",
 		Connections: 2,
 		Warmup:      200 * time.Millisecond,
 		Duration:    200 * time.Millisecond,
+		OnMeasure:   func() { atMeasure.Store(ts.requests.Load() + 1) },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := ts.requests.Load()
+	if atMeasure.Load() <= 1 {
+		t.Errorf("OnMeasure ran after %d requests, want after the warm-up's", atMeasure.Load()-1)
+	}
 	if res.Requests == 0 || served <= res.Requests {
 		t.Errorf("server served %d, result counts %d: warm-up requests must be served but not counted",
 			served, res.Requests)

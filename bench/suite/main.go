@@ -94,6 +94,7 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.DurationVar(&opts.Duration, "d", 10*time.Second, "measured duration of each run")
 	fs.DurationVar(&opts.Warmup, "w", 3*time.Second, "warm-up before each run")
 	fs.IntVar(&opts.Connections, "c", 64, "keep-alive connections (except c10k)")
+	fs.IntVar(&opts.Repeat, "repeat", 1, "rounds per scenario (interleaved targets, median reported)")
 	fs.IntVar(&opts.C10kConnections, "c10k", C10kConnections, "connections of the c10k scenario")
 	fs.StringVar(&opts.Classic, "classic", "auto", "classic stacks: auto (when installed), yes, no")
 	fs.StringVar(&opts.Wasmcorn.Binary, "wasmcorn", "", "wasmcorn binary (default: this one, bin/wasmcorn, or built)")

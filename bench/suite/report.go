@@ -55,6 +55,7 @@ type Settings struct {
 	Warmup          time.Duration `json:"warmup_ns"`
 	Connections     int           `json:"connections"`
 	C10kConnections int           `json:"c10k_connections"`
+	Repeat          int           `json:"repeat"`
 }
 
 // TargetInfo names a measured target.
@@ -97,6 +98,9 @@ type Measurement struct {
 	// NewMySQLConns is the growth of MariaDB's Connections counter during
 	// the measured period; -1 when unknown.
 	NewMySQLConns int64 `json:"new_mysql_connections"`
+	// Runs lists the throughput of every repeat when there were several;
+	// the other fields are those of the median run.
+	Runs []float64 `json:"runs,omitempty"`
 	// Reloads counts plugin versions made current during the run (reload
 	// scenario).
 	Reloads int `json:"reloads,omitempty"`
@@ -130,7 +134,7 @@ func newReport(opts Options) *Report {
 		Command:  opts.Command,
 		Settings: Settings{
 			Duration: opts.Duration, Warmup: opts.Warmup,
-			Connections: opts.Connections, C10kConnections: opts.C10kConnections,
+			Connections: opts.Connections, C10kConnections: opts.C10kConnections, Repeat: opts.Repeat,
 		},
 	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
@@ -357,8 +361,12 @@ func (r *Report) Markdown(w io.Writer, chart string) error {
 		vs = append(vs, k+" "+r.Versions[k])
 	}
 	p("Versions: %s.\n\n", strings.Join(vs, ", "))
-	p("Each measurement: a fresh server process (tree), %v warm-up, %v measured, %d keep-alive connections (c10k: %d), closed loop.\n\n",
+	p("Each measurement: a fresh server process (tree), %v warm-up, %v measured, %d keep-alive connections (c10k: %d), closed loop",
 		r.Settings.Warmup, r.Settings.Duration, r.Settings.Connections, r.Settings.C10kConnections)
+	if r.Settings.Repeat > 1 {
+		p("; %d rounds interleaving the targets, each target's median round shown", r.Settings.Repeat)
+	}
+	p(".\n\n")
 	if chart != "" {
 		p("![throughput and p99 per scenario and target](%s)\n\n", chart)
 	}
@@ -413,8 +421,12 @@ func (r *Report) Markdown(w io.Writer, chart string) error {
 		if m.Error != "" {
 			tgt += " ⚠ " + mdEscape(m.Error)
 		}
+		tput := num(m.Throughput)
+		if len(m.Runs) > 1 {
+			tput += fmt.Sprintf(" (%s–%s)", num(slices.Min(m.Runs)), num(slices.Max(m.Runs)))
+		}
 		p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			m.Scenario, tgt, m.Connections, num(m.Throughput), ms(l.P50), ms(l.P99), ms(l.P999), ms(l.Max),
+			m.Scenario, tgt, m.Connections, tput, ms(l.P50), ms(l.P99), ms(l.P999), ms(l.Max),
 			errs, us(m.CPUPerRequest), mib(m.PeakRSS), mib(m.PSS), newConns)
 	}
 	p("\nErrors: c connect, t timeout, s non-2xx status, k failed body check, o other. " +

@@ -15,6 +15,7 @@
 package suite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -49,6 +50,10 @@ type Options struct {
 	Warmup time.Duration
 	// Connections per scenario (except c10k); default 64.
 	Connections int
+	// Repeat measures each scenario this many times per target, in rounds
+	// that interleave the targets, and reports each target's median run by
+	// throughput; default 1.
+	Repeat int
 	// C10kConnections overrides the c10k scenario's 10,000 connections
 	// (the smoke test uses fewer: the race detector caps goroutines).
 	C10kConnections int
@@ -83,6 +88,9 @@ func (o *Options) defaults() {
 	}
 	if o.Connections <= 0 {
 		o.Connections = 64
+	}
+	if o.Repeat <= 0 {
+		o.Repeat = 1
 	}
 	if o.C10kConnections <= 0 {
 		o.C10kConnections = C10kConnections
@@ -161,17 +169,30 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	for i := range scenarios {
 		sc := &scenarios[i]
+		// Rounds interleave the targets, so a change in the machine's other
+		// load hits them alike; each target's median round is reported.
+		runs := map[string][]Measurement{}
+		for round := range opts.Repeat {
+			for _, t := range targets {
+				path, ok := t.Route(sc)
+				if !ok {
+					continue
+				}
+				if err := ctx.Err(); err != nil {
+					return rep, err
+				}
+				m := measure(ctx, env, &opts, sc, t, path)
+				if opts.Repeat > 1 {
+					fmt.Fprintf(opts.Progress, "[round %d/%d] ", round+1, opts.Repeat)
+				}
+				fmt.Fprintln(opts.Progress, m.summary())
+				runs[t.Name()] = append(runs[t.Name()], m)
+			}
+		}
 		for _, t := range targets {
-			path, ok := t.Route(sc)
-			if !ok {
-				continue
+			if rs := runs[t.Name()]; len(rs) > 0 {
+				rep.Results = append(rep.Results, median(rs))
 			}
-			if err := ctx.Err(); err != nil {
-				return rep, err
-			}
-			m := measure(ctx, env, &opts, sc, t, path)
-			rep.Results = append(rep.Results, m)
-			fmt.Fprintln(opts.Progress, m.summary())
 		}
 		if sc.Queue == "redis" && env.Redis != nil {
 			// Drop the submitted jobs (and every target's stream), then
@@ -184,6 +205,28 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep.Finished = time.Now().UTC()
 	rep.Machine.LoadAvgEnd = loadAvg()
 	return rep, ctx.Err()
+}
+
+// median returns the run with the median throughput among the successful
+// ones (the last run when none succeeded), listing every run's throughput.
+func median(rs []Measurement) Measurement {
+	var all []float64
+	var good []Measurement
+	for _, m := range rs {
+		all = append(all, m.Throughput)
+		if m.ok() {
+			good = append(good, m)
+		}
+	}
+	m := rs[len(rs)-1]
+	if len(good) > 0 {
+		slices.SortStableFunc(good, func(a, b Measurement) int { return cmp.Compare(a.Throughput, b.Throughput) })
+		m = good[(len(good)-1)/2]
+	}
+	if len(rs) > 1 {
+		m.Runs = all
+	}
+	return m
 }
 
 func hasKind(ts []Target, kind string) bool {
