@@ -42,8 +42,14 @@ PREFIX = "/wasmcorn/lib/"
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
 
+# Compiled as python -OO would: no docstrings, no asserts. Docstrings are
+# a good part of a code object's memory, and every module an app imports
+# is kept in every instance (in the snapshot when wizer pre-initializes).
+OPTIMIZE = 2
+
+
 def pyc_bytes(source, filename):
-    code = compile(source, filename, "exec", dont_inherit=True, optimize=0)
+    code = compile(source, filename, "exec", dont_inherit=True, optimize=OPTIMIZE)
     source_hash = importlib.util.source_hash(source)
     return importlib._bootstrap_external._code_to_hash_pyc(code, source_hash, checked=False)
 

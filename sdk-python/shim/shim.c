@@ -3,7 +3,7 @@
  * wasmcorn ABI (abi/ABI.md), version 1.
  *
  * Exports: _initialize, wasmcorn_abi_version, wasmcorn_alloc,
- * wasmcorn_handle, wasmcorn_job, wasmcorn_interrupt_flag (soft deadlines,
+ * wasmcorn_handle, wasmcorn_job, wasmcorn_interrupt_stores (soft deadlines,
  * see deadline.c) and wasmcorn_wizer_init (pre-initialization by wizer).
  * Imports: wasmcorn.call and wasmcorn.result, offered to Python as the
  * builtin module _wasmcorn.
@@ -339,6 +339,7 @@ static PyObject *PyInit__wasmcorn(void) {
             Py_DECREF(m);
             return NULL;
         }
+        wasmcorn_deadline_init(deadline_exc);
     }
     Py_INCREF(deadline_exc);
     if (PyModule_AddObject(m, "DeadlineExceeded", deadline_exc) < 0) {
@@ -453,13 +454,15 @@ void wasmcorn_initialize(void) {
     go_live();
 }
 
+/* wizer calls _initialize (if exported) and then this; what it leaves in
+ * memory becomes every instance's starting state, so it marks the state
+ * as a snapshot that has not gone live yet. */
 WASM_EXPORT("wasmcorn_wizer_init")
 void wasmcorn_wizer_init(void) {
     run_ctors();
-    if (!py_ready) {
-        from_snapshot = 1;
-        boot_python();
-    }
+    if (!py_ready) boot_python();
+    from_snapshot = 1;
+    live = 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -480,11 +483,6 @@ void *wasmcorn_alloc(int32_t size) {
         in_cap = cap;
     }
     return in_buf;
-}
-
-WASM_EXPORT("wasmcorn_interrupt_flag")
-int32_t wasmcorn_interrupt_flag(void) {
-    return (int32_t)(uintptr_t)wasmcorn_deadline_flag();
 }
 
 /* Replies used when the Python runtime itself fails (it catches every
@@ -511,11 +509,21 @@ static void ensure_live(void) {
     if (!live) go_live();
 }
 
+/* wasmcorn_interrupt_stores: () -> i32, the address of the table of
+ * (address, value) i32 stores the host performs, in order, when a call's
+ * deadline passes (see deadline.c). The table is valid once _initialize
+ * has run and does not change afterwards. */
+WASM_EXPORT("wasmcorn_interrupt_stores")
+int32_t wasmcorn_interrupt_stores(void) {
+    ensure_live();
+    return wasmcorn_deadline_stores();
+}
+
 /* call_python runs fn(arg) under the soft deadline. */
 static PyObject *call_python(PyObject *fn, PyObject *arg) {
-    wasmcorn_deadline_arm(deadline_exc);
+    wasmcorn_deadline_begin();
     PyObject *out = PyObject_CallOneArg(fn, arg);
-    wasmcorn_deadline_disarm();
+    wasmcorn_deadline_end();
     return out;
 }
 

@@ -17,14 +17,15 @@
 
 /* deadline.c: soft deadlines through CPython's eval breaker. */
 
-/* wasmcorn_deadline_arm makes the next eval-breaker check of the running
- * thread raise exc (a BaseException subclass) if the host sets the flag at
- * wasmcorn_deadline_flag(); it clears the flag first. */
-void wasmcorn_deadline_arm(PyObject *exc);
-/* wasmcorn_deadline_disarm undoes arm, whether or not the flag was set. */
-void wasmcorn_deadline_disarm(void);
-/* wasmcorn_deadline_flag is the address of the i32 the host sets to a
- * nonzero value when the call's deadline has passed. */
-int32_t *wasmcorn_deadline_flag(void);
+/* wasmcorn_deadline_init registers exc (a BaseException subclass) as what a
+ * deadline raises, and makes it effectively immortal. */
+void wasmcorn_deadline_init(PyObject *exc);
+/* wasmcorn_deadline_stores returns the address of the interrupt table:
+ * u32 count, then count pairs of (u32 address, u32 value). */
+int32_t wasmcorn_deadline_stores(void);
+/* wasmcorn_deadline_begin and _end bracket each call into Python; they
+ * clear a deadline signalled outside the call. */
+void wasmcorn_deadline_begin(void);
+void wasmcorn_deadline_end(void);
 
 #endif

@@ -100,7 +100,10 @@ class Tree:
         Without: a sourceless rel + "c" (flask/app.pyc)."""
         guest = GUEST_ROOT + "/" + rel
         try:
-            data = pyc(source, guest)
+            # Sourceless dependencies are compiled like the stdlib (-OO: no
+            # docstrings or asserts, less memory per instance); code shipped
+            # with its source (the app, the SDK) keeps both.
+            data = pyc(source, guest, 0 if keep_source else 2)
         except SyntaxError as e:
             raise BuildError("%s: %s" % (rel, e)) from None
         if keep_source:

@@ -19,7 +19,8 @@ Host services: wasmcorn.db (PEP 249), wasmcorn.cache, wasmcorn.lock,
 wasmcorn.queue, wasmcorn.config and wasmcorn.log.
 """
 
-from . import cache, config, db, log, queue, wsgi
+import importlib as _importlib
+
 from ._app import App, FailJob, Job, RetryJob, Route
 from ._host import (
     Conflict,
@@ -41,6 +42,17 @@ lock = Lock
 """lock(key, ttl=30, wait=0): a distributed lock, usable as a context manager."""
 
 __version__ = "0.1.0"
+
+_SUBMODULES = {"cache", "config", "db", "log", "queue", "wsgi", "testing"}
+
+
+def __getattr__(name):
+    # Submodules load on first use: a plugin that never touches the
+    # database does not pay for importing wasmcorn.db (and datetime) in
+    # every instance's memory.
+    if name in _SUBMODULES:
+        return _importlib.import_module("." + name, __name__)
+    raise AttributeError("module 'wasmcorn' has no attribute %r" % name)
 
 __all__ = [
     "App", "Route", "Job", "RetryJob", "FailJob",

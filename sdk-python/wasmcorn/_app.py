@@ -23,7 +23,8 @@ class Route:
         if not pattern.startswith("/"):
             raise ValueError("route %r: a pattern starts with '/'" % pattern)
         self.pattern = pattern
-        self.methods = frozenset(m.upper() for m in methods)
+        # None: every method.
+        self.methods = None if methods is None else frozenset(m.upper() for m in methods)
         self.handler = handler
         self.converters = {}
         regex = []
@@ -55,8 +56,13 @@ class Route:
         except ValueError:
             return None
 
+    def allows(self, method):
+        """Whether the route answers method (GET routes answer HEAD too)."""
+        m = self.methods
+        return m is None or method in m or (method == "HEAD" and "GET" in m)
+
     def __repr__(self):
-        return "Route(%r, %s)" % (self.pattern, sorted(self.methods))
+        return "Route(%r, %s)" % (self.pattern, "*" if self.methods is None else sorted(self.methods))
 
 
 class Job:
@@ -135,7 +141,8 @@ class App:
 
         Patterns are paths with parameters: <name> (one segment), <int:name>,
         <float:name>, <path:name> (the rest, slashes included); {name} is
-        the same as <name>. GET routes also answer HEAD.
+        the same as <name>. GET routes also answer HEAD; methods=None
+        answers every method.
         """
         if isinstance(methods, str):
             methods = (methods,)
@@ -217,7 +224,7 @@ class App:
                 raise HTTPError(404)
         allowed = set()
         for r in self._static.get(path, ()):
-            if method in r.methods or (method == "HEAD" and "GET" in r.methods):
+            if r.allows(method):
                 return r, {}
             allowed |= r.methods
         for r in self.routes:
@@ -226,7 +233,7 @@ class App:
             params = r.match(path)
             if params is None:
                 continue
-            if method in r.methods or (method == "HEAD" and "GET" in r.methods):
+            if r.allows(method):
                 return r, params
             allowed |= r.methods
         if allowed:

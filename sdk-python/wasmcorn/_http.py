@@ -9,7 +9,6 @@ bytes; ``text``, ``json`` and ``form`` decode it on first use.
 
 import json as _json
 from functools import cached_property
-from urllib.parse import parse_qsl, quote
 
 PARAM_HEADER_PREFIX = "x-wasmcorn-param-"
 
@@ -278,6 +277,8 @@ class Request:
     @cached_property
     def query(self):
         """The query string's parameters (a MultiDict of str)."""
+        from urllib.parse import parse_qsl
+
         return MultiDict(parse_qsl(self.query_string, keep_blank_values=True))
 
     @property
@@ -322,6 +323,8 @@ class Request:
     def _parse_form(self):
         ctype, opts = _options(self.headers.get("content-type", ""))
         if ctype == "application/x-www-form-urlencoded":
+            from urllib.parse import parse_qsl
+
             text = self.body.decode(opts.get("charset", "utf-8"), "replace")
             return MultiDict(parse_qsl(text, keep_blank_values=True)), MultiDict()
         if ctype == "multipart/form-data":
@@ -360,6 +363,8 @@ class Request:
     @cached_property
     def url(self):
         """The full URL: scheme://host/path?query."""
+        from urllib.parse import quote
+
         u = "%s://%s%s" % (self.scheme or "http", self.host, quote(self.raw_path, safe="/:@!$&'()*+,;=-._~"))
         return u + "?" + self.query_string if self.query_string else u
 

@@ -11,15 +11,12 @@ KIND = "auto", "wasmcorn", "wsgi" or "handler".
 """
 
 import importlib
-import inspect
 import sys
-import traceback
 
-from . import _abi, _host, db
+from . import _abi, _host
 from . import log as _log
 from ._app import App, FailJob, Job, RetryJob
 from ._http import HTTPError, Request, Response, make_response
-from .wsgi import WSGIHandler
 
 DeadlineExceeded = _host.DeadlineExceeded
 
@@ -31,14 +28,16 @@ def _plain_handler(fn):
 
 
 def _is_single_arg_function(obj):
-    if not (inspect.isfunction(obj) or inspect.ismethod(obj)):
+    # A plain function (or bound method) with exactly one required
+    # positional parameter; read from the code object rather than with
+    # inspect, which would import ast, dis and tokenize into every instance.
+    bound = hasattr(obj, "__self__") and hasattr(obj, "__func__")
+    fn = obj.__func__ if bound else obj
+    code = getattr(fn, "__code__", None)
+    if code is None or not hasattr(fn, "__defaults__"):
         return False
-    try:
-        params = [p for p in inspect.signature(obj).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
-    except (TypeError, ValueError):
-        return False
-    return len(params) == 1
+    required = code.co_argcount - len(fn.__defaults__ or ()) - (1 if bound else 0)
+    return required == 1 and not code.co_kwonlyargcount - len(fn.__kwdefaults__ or {})
 
 
 class Server:
@@ -62,6 +61,8 @@ class Server:
         if kind == "handler" or (kind == "auto" and _is_single_arg_function(obj)):
             self.handler, self.kind = _plain_handler(obj), "handler"
         else:
+            from .wsgi import WSGIHandler
+
             self.handler, self.kind = WSGIHandler(obj), "wsgi"
         if module is not None:
             for v in vars(module).values():
@@ -106,7 +107,7 @@ class Server:
         except DeadlineExceeded:
             return _RESP_504
         finally:
-            db._end_call()
+            _end_call()
 
     def job(self, msg):
         """Run one encoded Job; return the encoded JobResult."""
@@ -134,10 +135,18 @@ class Server:
         except DeadlineExceeded:
             return _result(_abi.JOB_RETRY, "deadline exceeded")
         finally:
-            db._end_call()
+            _end_call()
 
 
 _server = None  # the Server boot() made
+
+
+def _end_call():
+    # Forget transaction handles the host ends with the call; only when
+    # the app uses wasmcorn.db at all.
+    db = sys.modules.get("wasmcorn.db")
+    if db is not None:
+        db._end_call()
 
 
 def _resolve(mod, attr):
@@ -164,11 +173,11 @@ def boot(spec=None, kind=None):
         meta = None
     spec = spec or getattr(meta, "APP", "app")
     kind = kind or getattr(meta, "KIND", "auto")
-    _log.install()
     mod_name, _, attr = spec.partition(":")
     mod = importlib.import_module(mod_name)
     global _server
     _server = Server(_resolve(mod, attr), kind, mod)
+    _log.install()
 
 
 def go_live(from_snapshot):
@@ -202,6 +211,8 @@ def _result(status, message=""):
 
 
 def _log_exception(what, **attrs):
+    import traceback
+
     etype, e, tb = sys.exc_info()
     # The SDK's own frames (this module, routing, the WSGI bridge) lead
     # every traceback; the app's frames are what the reader needs.

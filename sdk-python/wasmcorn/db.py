@@ -26,7 +26,6 @@ are sent as ISO 8601 strings, Decimal as its string. Results come back as
 the host's values: None, int, float, str, bytes (and bool).
 """
 
-import datetime as _dt
 import re
 
 from . import _abi, _host
@@ -100,25 +99,39 @@ NUMBER = _TypeObject(int, float, bool)
 DATETIME = _TypeObject(str)
 ROWID = _TypeObject(int)
 
-Date = _dt.date
-Time = _dt.time
-Timestamp = _dt.datetime
 Binary = bytes
+
+
+def __getattr__(name):
+    # Date, Time and Timestamp (PEP 249 constructors) are datetime's
+    # classes; datetime is imported only when they are used.
+    import datetime
+
+    attrs = {"Date": datetime.date, "Time": datetime.time, "Timestamp": datetime.datetime}
+    if name in attrs:
+        return attrs[name]
+    raise AttributeError("module 'wasmcorn.db' has no attribute %r" % name)
 
 
 def DateFromTicks(ticks):
     """PEP 249 constructor."""
-    return _dt.date.fromtimestamp(ticks)
+    import datetime
+
+    return datetime.date.fromtimestamp(ticks)
 
 
 def TimeFromTicks(ticks):
     """PEP 249 constructor."""
-    return _dt.datetime.fromtimestamp(ticks).time()
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ticks).time()
 
 
 def TimestampFromTicks(ticks):
     """PEP 249 constructor."""
-    return _dt.datetime.fromtimestamp(ticks)
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ticks)
 
 
 _SQL_INTEGRITY = re.compile(r"constraint|duplicate|foreign key|not null|unique", re.I)
@@ -159,9 +172,11 @@ def _adapt(v):
         return v
     if isinstance(v, (bytearray, memoryview)):
         return bytes(v)
-    if isinstance(v, _dt.datetime):
+    import datetime
+
+    if isinstance(v, datetime.datetime):
         return v.isoformat(" ")
-    if isinstance(v, (_dt.date, _dt.time)):
+    if isinstance(v, (datetime.date, datetime.time)):
         return v.isoformat()
     if type(v).__name__ == "Decimal":
         return str(v)

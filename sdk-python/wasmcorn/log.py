@@ -11,7 +11,7 @@ installs a Handler on the root logger at INFO, so
 ``logging.getLogger(__name__).warning(...)`` lands in the same log.
 """
 
-import logging
+import sys
 
 from . import _abi, _host
 
@@ -69,35 +69,58 @@ def error(msg, **attrs):
 
 
 def _level(levelno):
-    if levelno >= logging.ERROR:
+    if levelno >= 40:  # logging.ERROR
         return ERROR
-    if levelno >= logging.WARNING:
+    if levelno >= 30:  # logging.WARNING
         return WARN
-    if levelno >= logging.INFO:
+    if levelno >= 20:  # logging.INFO
         return INFO
     return DEBUG
 
 
-class Handler(logging.Handler):
-    """A logging.Handler that sends records to the server's log, with the
-    logger's name as attribute "logger" and any traceback as "traceback"."""
+def _handler_class():
+    import logging
 
-    def emit(self, record):
-        try:
-            attrs = {"logger": record.name}
-            if record.exc_info:
-                attrs["traceback"] = logging.Formatter().formatException(record.exc_info)
-            if record.stack_info:
-                attrs["stack"] = record.stack_info
-            log(_level(record.levelno), record.getMessage(), **attrs)
-        except Exception:  # noqa: BLE001 - as logging.Handler.handleError would
-            self.handleError(record)
+    class Handler(logging.Handler):
+        """A logging.Handler that sends records to the server's log, with
+        the logger's name as attribute "logger" and any traceback as
+        "traceback"."""
+
+        def emit(self, record):
+            try:
+                attrs = {"logger": record.name}
+                if record.exc_info:
+                    attrs["traceback"] = logging.Formatter().formatException(record.exc_info)
+                if record.stack_info:
+                    attrs["stack"] = record.stack_info
+                log(_level(record.levelno), record.getMessage(), **attrs)
+            except Exception:  # noqa: BLE001 - as logging.Handler.handleError would
+                self.handleError(record)
+
+    return Handler
 
 
-def install(level=logging.INFO):
-    """Route the root logger to the server's log unless it already has
-    handlers. The runtime calls this at boot."""
+def __getattr__(name):
+    # Handler is built on first use so that importing wasmcorn.log does not
+    # import the logging package (and threading) into every instance.
+    if name == "Handler":
+        cls = _handler_class()
+        globals()["Handler"] = cls
+        return cls
+    raise AttributeError("module 'wasmcorn.log' has no attribute %r" % name)
+
+
+def install(level=20, force=False):
+    """Route the root logger of the logging package to the server's log
+    (at INFO by default) unless it already has handlers. The runtime calls
+    this after importing the app, when the app has imported logging; an app
+    that imports logging only later still has its warnings and errors on
+    stderr, which the server logs too. force=True imports logging."""
+    if "logging" not in sys.modules and not force:
+        return
+    import logging
+
     root = logging.getLogger()
     if not root.handlers:
-        root.addHandler(Handler())
+        root.addHandler(__getattr__("Handler")())
         root.setLevel(level)

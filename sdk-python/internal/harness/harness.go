@@ -212,6 +212,8 @@ type Plugin struct {
 	files *bundlefs.FS
 	// Stdout and Stderr collect the guests' output (all instances).
 	Stdout, Stderr *SyncBuffer
+	// Env is the WASI environment of new instances.
+	Env map[string]string
 }
 
 // Compile compiles a plugin .wasm (runtime plus the wasmcorn.files section).
@@ -241,7 +243,7 @@ type Instance struct {
 	alloc     api.Function
 	handle    api.Function
 	job       api.Function
-	flagAddr  uint32
+	stores    [][2]uint32 // the guest's interrupt table: (address, value)
 	state     callState
 	bufPtr    uint32
 	bufCap    uint32
@@ -256,6 +258,9 @@ func (p *Plugin) Instantiate(ctx context.Context) (*Instance, error) {
 		WithSysWalltime().WithSysNanotime().WithSysNanosleep().WithRandSource(rand.Reader).
 		WithStdout(p.Stdout).WithStderr(p.Stderr).
 		WithFSConfig(wazero.NewFSConfig().WithFSMount(p.files, bundlefs.GuestPath))
+	for k, v := range p.Env {
+		mc = mc.WithEnv(k, v)
+	}
 	cctx := context.WithValue(ctx, pendingKey{}, &in.state)
 	mod, err := p.r.rt.InstantiateModule(withAllocator(cctx), p.cm, mc)
 	if err != nil {
@@ -271,16 +276,24 @@ func (p *Plugin) Instantiate(ctx context.Context) (*Instance, error) {
 	in.alloc = mod.ExportedFunction(abi.ExportAlloc)
 	in.handle = mod.ExportedFunction(abi.ExportHandle)
 	in.job = mod.ExportedFunction(abi.ExportJob)
-	if f := mod.ExportedFunction("wasmcorn_interrupt_flag"); f != nil {
+	if f := mod.ExportedFunction(InterruptExport); f != nil {
 		res, err := f.Call(cctx)
 		if err != nil {
 			mod.Close(ctx)
-			return nil, fmt.Errorf("harness: wasmcorn_interrupt_flag: %w", err)
+			return nil, fmt.Errorf("harness: %s: %w", InterruptExport, err)
 		}
-		in.flagAddr = uint32(res[0])
+		stores, err := readStores(mod.Memory(), uint32(res[0]))
+		if err != nil {
+			mod.Close(ctx)
+			return nil, err
+		}
+		in.stores = stores
 	}
 	return in, nil
 }
+
+// Close frees the compiled module.
+func (p *Plugin) Close(ctx context.Context) error { return p.cm.Close(ctx) }
 
 // Close frees the instance.
 func (in *Instance) Close(ctx context.Context) error { return in.mod.Close(ctx) }
@@ -288,13 +301,48 @@ func (in *Instance) Close(ctx context.Context) error { return in.mod.Close(ctx) 
 // MemoryBytes is the instance's linear memory size.
 func (in *Instance) MemoryBytes() uint32 { return in.mod.Memory().Size() }
 
-// SetInterruptFlag asks a running call to stop softly (the guest raises
-// DeadlineExceeded at its next eval-breaker check). Safe from any goroutine.
-func (in *Instance) SetInterruptFlag() bool {
-	if in.flagAddr == 0 {
+// InterruptExport is the optional guest export `() -> i32` giving the
+// address of its interrupt table: u32 count, then count pairs of (u32
+// address, u32 value). At a call's deadline the host stores each value at
+// its address, in order, as atomic 32-bit stores; the guest then stops the
+// call by itself (the Python shim raises DeadlineExceeded and answers 504).
+const InterruptExport = "wasmcorn_interrupt_stores"
+
+// maxStores bounds the interrupt table.
+const maxStores = 8
+
+func readStores(mem api.Memory, ptr uint32) ([][2]uint32, error) {
+	n, ok := mem.ReadUint32Le(ptr)
+	if !ok || n == 0 || n > maxStores {
+		return nil, fmt.Errorf("harness: interrupt table at %#x: bad count %d", ptr, n)
+	}
+	out := make([][2]uint32, n)
+	for i := range out {
+		a, ok1 := mem.ReadUint32Le(ptr + 4 + 8*uint32(i))
+		v, ok2 := mem.ReadUint32Le(ptr + 8 + 8*uint32(i))
+		if !ok1 || !ok2 || uint64(a)+4 > uint64(mem.Size()) || a%4 != 0 {
+			return nil, fmt.Errorf("harness: interrupt table at %#x: entry %d outside memory", ptr, i)
+		}
+		out[i] = [2]uint32{a, v}
+	}
+	return out, nil
+}
+
+// Interrupt asks a running call to stop softly by performing the guest's
+// interrupt stores. Safe from any goroutine; false if the guest has none.
+func (in *Instance) Interrupt() bool {
+	if len(in.stores) == 0 {
 		return false
 	}
-	return in.mod.Memory().WriteUint32Le(in.flagAddr, 1)
+	buf := in.mod.Memory()
+	for _, s := range in.stores {
+		// A 32-bit aligned store is atomic on every platform wazero runs on;
+		// the guest reads these words with plain loads.
+		if !buf.WriteUint32Le(s[0], s[1]) {
+			return false
+		}
+	}
+	return true
 }
 
 // Call runs export (abi.ExportHandle or abi.ExportJob) on msg and returns a

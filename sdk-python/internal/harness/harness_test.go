@@ -1,0 +1,466 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmcorn/wasmcorn/abi"
+	"github.com/wasmcorn/wasmcorn/abi/abitest"
+)
+
+// The tests build the plugin in testdata/app with the real tool against
+// the runtime of `make python-runtime`; without the runtime they skip.
+
+var (
+	buildOnce sync.Once
+	built     map[string][]byte // wizer mode -> plugin bytes
+	buildErr  error
+)
+
+func buildPlugin(t testing.TB, wizer string) []byte {
+	t.Helper()
+	rtDir, err := RuntimeDir()
+	if err != nil {
+		t.Skip(err.Error())
+	}
+	buildOnce.Do(func() { built = map[string][]byte{} })
+	if b, ok := built[wizer]; ok {
+		return b
+	}
+	out := filepath.Join(t.TempDir(), "app.wasm")
+	tool := filepath.Join(rtDir, "..", "..", "tools", "wasmcorn_py.py")
+	cmd := exec.Command("/usr/bin/python3.11", tool, "build", "testdata/app", "-o", out, "--runtime", rtDir, "--wizer", wizer)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build plugin: %v\n%s", err, msg)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built[wizer] = b
+	return b
+}
+
+func cacheDir() string { return filepath.Join(os.TempDir(), "wasmcorn-harness-cache") }
+
+type fixture struct {
+	host *Host
+	rt   *Runtime
+	p    *Plugin
+}
+
+func newFixture(t testing.TB, wizer string, guarded bool) *fixture {
+	t.Helper()
+	wasm := buildPlugin(t, wizer)
+	ctx := context.Background()
+	h := NewHost(map[string]string{"greeting": "hej"})
+	rt, err := NewRuntime(ctx, h, cacheDir(), guarded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close(ctx) })
+	p, err := rt.Compile(ctx, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{host: h, rt: rt, p: p}
+}
+
+func (f *fixture) instance(t testing.TB) *Instance {
+	t.Helper()
+	in, err := f.p.Instantiate(context.Background())
+	if err != nil {
+		t.Fatalf("instantiate: %v\nstderr: %s", err, f.p.Stderr)
+	}
+	t.Cleanup(func() { in.Close(context.Background()) })
+	return in
+}
+
+func do(t testing.TB, in *Instance, req []byte) (*abi.Response, map[string]any) {
+	t.Helper()
+	out, err := in.Call(context.Background(), abi.ExportHandle, req)
+	if err != nil {
+		t.Fatalf("call: %v", err)
+	}
+	var r abi.Response
+	if err := abi.DecodeResponse(out, &r); err != nil {
+		t.Fatalf("decode response: %v", err)
+	}
+	var body map[string]any
+	if bytes.HasPrefix(r.Body, []byte("{")) {
+		if err := json.Unmarshal(r.Body, &body); err != nil {
+			t.Fatalf("response body %q: %v", r.Body, err)
+		}
+	}
+	return &r, body
+}
+
+func header(r *abi.Response, name string) string {
+	for _, h := range r.Headers {
+		if strings.EqualFold(string(h.Name), name) {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func TestRoutes(t *testing.T) {
+	f := newFixture(t, "off", false)
+	in := f.instance(t)
+	tests := []struct {
+		name   string
+		req    []byte
+		status uint32
+		body   string
+	}{
+		{"json", Get("/hello"), 200, `{"message":"hello"}`},
+		{"not found", Get("/nope"), 404, "Not Found"},
+		{"config", Get("/config"), 200, `{"greeting":"hej","missing":"dflt"}`},
+		{"handled error", Get("/boom?d=2"), 200, `{"ratio":0.5}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := do(t, in, tt.req)
+			if r.Status != tt.status || string(r.Body) != tt.body {
+				t.Fatalf("got %d %q, want %d %q", r.Status, r.Body, tt.status, tt.body)
+			}
+		})
+	}
+}
+
+func TestExceptionIsLogged500(t *testing.T) {
+	f := newFixture(t, "off", false)
+	in := f.instance(t)
+	r, _ := do(t, in, Get("/boom"))
+	if r.Status != 500 || string(r.Body) != "Internal Server Error" {
+		t.Fatalf("got %d %q", r.Status, r.Body)
+	}
+	logs := f.host.Logs()
+	if len(logs) == 0 {
+		t.Fatal("no log record")
+	}
+	rec := logs[len(logs)-1]
+	if rec.Level != abi.LevelError || rec.Msg != "unhandled exception in handler" {
+		t.Fatalf("log = %+v", rec)
+	}
+	tb := rec.Attrs["traceback"]
+	// The app's frame, with its source line: the app ships its .py files.
+	for _, want := range []string{`File "/wasmcorn/app/app.py", line`, `in boom`, `return {"ratio": 1 / int(`, "ZeroDivisionError: division by zero"} {
+		if !strings.Contains(tb, want) {
+			t.Errorf("traceback lacks %q:\n%s", want, tb)
+		}
+	}
+	// The instance keeps serving.
+	if r, _ := do(t, in, Get("/hello")); r.Status != 200 {
+		t.Fatalf("after an exception: %d", r.Status)
+	}
+}
+
+func TestHostCalls(t *testing.T) {
+	f := newFixture(t, "off", false)
+	in := f.instance(t)
+	for _, size := range []int{0, 100 << 10} { // 100 KiB: over the shim's 16 KiB reply buffer
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			r, body := do(t, in, Get(fmt.Sprintf("/cache?k=k%d&v=%s&size=%d", size, map[bool]string{true: "small"}[size == 0], size)))
+			if r.Status != 200 || body["same"] != true || body["missing"] != nil {
+				t.Fatalf("got %d %s", r.Status, r.Body)
+			}
+		})
+	}
+}
+
+func TestResponseHeaderEncoding(t *testing.T) {
+	f := newFixture(t, "off", false)
+	in := f.instance(t)
+	r, _ := do(t, in, Get("/header"))
+	if got := header(r, "X-Latin"); got != "caf\xe9" {
+		t.Errorf("X-Latin = %q, want Latin-1 bytes", got)
+	}
+	if got := header(r, "X-Wide"); got != "\u8def" {
+		t.Errorf("X-Wide = %q, want UTF-8 bytes", got)
+	}
+}
+
+// TestRequestVectors sends the ABI's request vectors through the guest's C
+// decoder: valid ones must arrive as decoded, malformed ones get a 400.
+func TestRequestVectors(t *testing.T) {
+	vs, err := abitest.Load("../../../abi/testdata/vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, "off", false)
+	in := f.instance(t)
+	n := 0
+	for _, v := range vs {
+		if v.Kind != abitest.KindRequest {
+			continue
+		}
+		t.Run(v.Name, func(t *testing.T) {
+			msg, _ := v.Bytes()
+			if v.Error != "" {
+				if r, _ := do(t, in, msg); r.Status != 400 {
+					t.Fatalf("malformed request answered %d", r.Status)
+				}
+				return
+			}
+			var req abi.Request
+			if err := abi.DecodeRequest(msg, &req); err != nil {
+				t.Fatal(err)
+			}
+			// Route it to /echo/ keeping everything else as in the vector.
+			req.Path = append([]byte("/echo/v"), req.Path...)
+			r, body := do(t, in, abi.AppendRequest(nil, &req))
+			if r.Status != 200 {
+				t.Fatalf("status %d: %s", r.Status, r.Body)
+			}
+			latin1 := func(b []byte) string {
+				rs := make([]rune, len(b))
+				for i, c := range b {
+					rs[i] = rune(c)
+				}
+				return string(rs)
+			}
+			want := map[string]any{
+				"method": latin1(req.Method), "scheme": latin1(req.Scheme), "host": latin1(req.Host),
+				"raw_path": fmt.Sprintf("%x", req.Path), "query": latin1(req.RawQuery),
+				"remote": latin1(req.RemoteAddr), "request_id": latin1(req.RequestID),
+				"body": fmt.Sprintf("%x", req.Body),
+			}
+			for k, w := range want {
+				if body[k] != w {
+					t.Errorf("%s = %q, want %q", k, body[k], w)
+				}
+			}
+			hs, _ := body["headers"].([]any)
+			if len(hs) != len(req.Headers) {
+				t.Fatalf("%d headers, want %d", len(hs), len(req.Headers))
+			}
+			for i, h := range req.Headers {
+				pair := hs[i].([]any)
+				if pair[0] != latin1(h.Name) || pair[1] != latin1(h.Value) {
+					t.Errorf("header %d = %q, want %q: %q", i, pair, h.Name, h.Value)
+				}
+			}
+		})
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no request vectors")
+	}
+}
+
+func TestJobs(t *testing.T) {
+	f := newFixture(t, "off", false)
+	in := f.instance(t)
+	run := func(queue, payload string) abi.JobResult {
+		out, err := in.Call(context.Background(), abi.ExportJob,
+			abi.AppendJob(nil, &abi.Job{Queue: []byte(queue), ID: []byte("j1"), Attempt: 1, Payload: []byte(payload)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r abi.JobResult
+		if err := abi.DecodeJobResult(out, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := run("work", `{"n": 21}`); r.Status != abi.JobOK {
+		t.Fatalf("ok job: %+v", r)
+	}
+	if r := run("work", `{"fail": true}`); r.Status != abi.JobFail || string(r.Error) != "told to fail" {
+		t.Fatalf("failing job: %d %q", r.Status, r.Error)
+	}
+	if r := run("work", `{}`); r.Status != abi.JobRetry || !strings.Contains(string(r.Error), "KeyError") {
+		t.Fatalf("crashing job: %d %q", r.Status, r.Error)
+	}
+	if r := run("other", `{}`); r.Status != abi.JobFail {
+		t.Fatalf("unknown queue: %d %q", r.Status, r.Error)
+	}
+}
+
+// TestSoftDeadline: the host sets the guest's interrupt flag while a
+// handler spins; CPython raises DeadlineExceeded at its next eval-breaker
+// check, the SDK answers 504 and the instance stays usable.
+func TestSoftDeadline(t *testing.T) {
+	f := newFixture(t, "off", false)
+	in := f.instance(t)
+	for i := 0; i < 3; i++ {
+		timer := time.AfterFunc(50*time.Millisecond, func() { in.Interrupt() })
+		r, _ := do(t, in, Get("/spin"))
+		timer.Stop()
+		if r.Status != 504 {
+			t.Fatalf("spin %d: status %d", i, r.Status)
+		}
+		if r, _ := do(t, in, Get("/hello")); r.Status != 200 {
+			t.Fatalf("after a soft stop: %d", r.Status)
+		}
+	}
+	if logs := f.host.Logs(); logs[len(logs)-1].Msg != "handler stopped at its deadline" {
+		t.Fatalf("last log: %+v", logs[len(logs)-1])
+	}
+	// A flag set between calls does not leak into the next call.
+	in.Interrupt()
+	if r, _ := do(t, in, Get("/hello")); r.Status != 200 {
+		t.Fatalf("stale flag: %d", r.Status)
+	}
+}
+
+// TestHardDeadline: code the soft stop cannot reach (a long C call, or a
+// handler swallowing the exception) is stopped by the engine.
+func TestHardDeadline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles the runtime a second time")
+	}
+	f := newFixture(t, "off", true)
+	for _, path := range []string{"/spin-c", "/swallow"} {
+		t.Run(path, func(t *testing.T) {
+			in := f.instance(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			timer := time.AfterFunc(100*time.Millisecond, func() { in.Interrupt() })
+			defer timer.Stop()
+			_, err := in.Call(ctx, abi.ExportHandle, Get(path))
+			if err == nil || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				t.Fatalf("call returned %v; want the engine to stop it at the deadline", err)
+			}
+		})
+	}
+}
+
+func TestRandomIsPerInstance(t *testing.T) {
+	for _, mode := range wizerModes(t) {
+		t.Run("wizer="+mode, func(t *testing.T) {
+			f := newFixture(t, mode, false)
+			_, a := do(t, f.instance(t), Get("/random"))
+			_, b := do(t, f.instance(t), Get("/random"))
+			if a["random"] == b["random"] {
+				t.Fatalf("two instances drew the same random number %v", a["random"])
+			}
+		})
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	for _, mode := range wizerModes(t) {
+		t.Run("wizer="+mode, func(t *testing.T) {
+			f := newFixture(t, mode, false)
+			f.p.Env = map[string]string{"WASMCORN_TEST": "from-host"}
+			if _, body := do(t, f.instance(t), Get("/env")); body["value"] != "from-host" {
+				t.Fatalf("os.environ sees %v", body["value"])
+			}
+		})
+	}
+}
+
+func wizerModes(t *testing.T) []string {
+	if testing.Short() {
+		return []string{"off"}
+	}
+	if _, err := exec.LookPath(wizerPath()); err != nil {
+		t.Logf("wizer not installed (make python-wizer): testing without pre-initialization only")
+		return []string{"off"}
+	}
+	return []string{"off", "on"}
+}
+
+func wizerPath() string {
+	if p := os.Getenv("WASMCORN_WIZER"); p != "" {
+		return p
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "wasmcorn", "wizer", "node_modules", ".bin", "wizer")
+}
+
+// TestMeasure reports the numbers of the issue (no thresholds: the machine
+// is shared): instance-ready time, per-request guest time, RSS per idle
+// instance, with and without wizer.
+func TestMeasure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measurement")
+	}
+	for _, mode := range wizerModes(t) {
+		t.Run("wizer="+mode, func(t *testing.T) {
+			f := newFixture(t, mode, false)
+			ctx := context.Background()
+			const n = 20
+			var ready time.Duration
+			insts := make([]*Instance, 0, n)
+			before := RSSBytes()
+			for i := 0; i < n; i++ {
+				t0 := time.Now()
+				in, err := f.p.Instantiate(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ready += time.Since(t0)
+				insts = append(insts, in)
+			}
+			after := RSSBytes()
+			in := insts[0]
+			for i := 0; i < 200; i++ {
+				do(t, in, Get("/hello"))
+			}
+			const reqs = 2000
+			req := Get("/hello")
+			t0 := time.Now()
+			for i := 0; i < reqs; i++ {
+				if _, err := in.Call(ctx, abi.ExportHandle, req); err != nil {
+					t.Fatal(err)
+				}
+			}
+			per := time.Since(t0) / reqs
+			t.Logf("wizer=%s: instance ready %v, per request %v, RSS per idle instance %.2f MiB, memory %d KiB",
+				mode, ready/n, per, float64(after-before)/n/(1<<20), in.MemoryBytes()>>10)
+			for _, in := range insts {
+				in.Close(ctx)
+			}
+		})
+	}
+}
+
+func BenchmarkHandleHello(b *testing.B) {
+	f := newFixture(b, "off", false)
+	in := f.instance(b)
+	req := Get("/hello")
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := in.Call(ctx, abi.ExportHandle, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkInstantiate(b *testing.B) {
+	for _, mode := range []string{"off", "on"} {
+		b.Run("wizer="+mode, func(b *testing.B) {
+			if mode == "on" {
+				if _, err := exec.LookPath(wizerPath()); err != nil {
+					b.Skip("wizer not installed")
+				}
+			}
+			f := newFixture(b, mode, false)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				in, err := f.p.Instantiate(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				in.Close(ctx)
+			}
+		})
+	}
+}

@@ -1,0 +1,87 @@
+"""The harness's test plugin: one route per behaviour the Go tests check."""
+
+import os
+import random
+
+import wasmcorn
+from wasmcorn import cache, config
+
+app = wasmcorn.App()
+
+
+@app.get("/hello")
+def hello(request):
+    return {"message": "hello"}
+
+
+@app.get("/boom")
+def boom(request):
+    return {"ratio": 1 / int(request.query.get("d", "0"))}
+
+
+@app.get("/spin")
+def spin(request):
+    while True:
+        pass
+
+
+@app.get("/spin-c")
+def spin_c(request):
+    # One C call that never reaches CPython's eval breaker.
+    return {"sum": sum(range(10**15))}
+
+
+@app.get("/swallow")
+def swallow(request):
+    # A handler that catches everything: only the hard stop ends it.
+    while True:
+        try:
+            while True:
+                pass
+        except BaseException:
+            pass
+
+
+@app.get("/cache")
+def cache_roundtrip(request):
+    key = request.query["k"]
+    size = int(request.query.get("size", "0"))
+    value = request.query.get("v", "").encode() or os.urandom(size // 2).hex().encode()
+    cache.set(key, value)
+    got = cache.get(key)
+    return {"same": got == value, "len": len(got), "missing": cache.get("nope-" + key)}
+
+
+@app.get("/config")
+def conf(request):
+    return {"greeting": config.get("greeting"), "missing": config.get("missing", "dflt")}
+
+
+@app.get("/random")
+def rnd(request):
+    return {"random": random.random(), "hash": hash("wasmcorn")}
+
+
+@app.get("/env")
+def env(request):
+    return {"value": os.environ.get("WASMCORN_TEST")}
+
+
+@app.route("/echo/<path:rest>", methods=None)
+def echo(request, rest):
+    return {"method": request.method, "scheme": request.scheme, "host": request.host, "path": request.path,
+            "raw_path": request.raw_path.hex(), "query": request.query_string, "remote": request.remote_addr,
+            "request_id": request.request_id, "headers": request.headers.items(), "body": request.body.hex()}
+
+
+@app.get("/header")
+def header(request):
+    return wasmcorn.Response(b"x", headers={"X-Latin": "caf\u00e9", "X-Wide": "\u8def"})
+
+
+@app.job("work")
+def work(job):
+    data = job.json()
+    if data.get("fail"):
+        raise wasmcorn.FailJob("told to fail")
+    cache.set("job:" + job.id, str(data["n"] * 2))
