@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
 	"reflect"
 	"strconv"
@@ -50,8 +51,14 @@ func (s *Server) Replace(ctx context.Context, set *Set) *Set {
 // A plugin that fails to load while an older version is serving keeps the
 // older version, and the failure shows on the status page. The returned
 // error lists the plugins that failed (the server keeps serving either
-// way); it is nil when every plugin loaded.
+// way); it is nil when every plugin loaded. Concurrent calls run one
+// after the other.
 func (s *Server) ReloadDir(ctx context.Context, cfg *config.Config, l Loader, opts LoadOptions) error {
+	s.reloadDirMu.Lock()
+	defer s.reloadDirMu.Unlock()
+	if s.shuttingDown.Load() {
+		return errors.New("reload: the server is shutting down")
+	}
 	if opts.Logger == nil {
 		opts.Logger = s.log
 	}

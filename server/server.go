@@ -60,9 +60,18 @@ type Options struct {
 	// 501. It should load a new Set and Install it, and return an error
 	// describing what failed (the old plugins then keep serving).
 	Reload func(ctx context.Context) error
+	// BeforeDrain run in order at shutdown once the listener stopped and
+	// requests in flight finished, before the plugins are drained (stop
+	// the job runner, whose jobs still need their plugins). Errors are
+	// logged.
+	BeforeDrain []func(ctx context.Context) error
 	// OnShutdown run in order after the plugins are drained (close the
 	// backends, the runtime). Their errors are logged.
 	OnShutdown []func(ctx context.Context) error
+	// OnInstall, when set, is called with every Set right after Install
+	// made it current (before a replaced Set is drained), e.g. to point
+	// the job runner at the new plugins.
+	OnInstall func(set *Set)
 	// Extra status, when set, adds fields (job queues, backends) to
 	// /status.json and the status page.
 	ExtraStatus func(ctx context.Context) map[string]any
@@ -87,7 +96,8 @@ type Server struct {
 	inflight      atomic.Int64
 	baseCtx       context.Context
 	cancelBase    context.CancelFunc
-	reloadMu      sync.Mutex
+	reloadMu      sync.Mutex // serializes POST /admin/reload
+	reloadDirMu   sync.Mutex // serializes ReloadDir
 	rid           ridGen
 	secHeaders    [][2]string
 	gzipTypes     [][]byte
@@ -189,6 +199,9 @@ func New(opts Options) (*Server, error) {
 func (s *Server) Install(set *Set) (old *Set) {
 	old = s.set.Swap(set)
 	metrics.PluginsLoaded.Set(float64(len(set.plugins)))
+	if s.opts.OnInstall != nil {
+		s.opts.OnInstall(set)
+	}
 	return old
 }
 
@@ -325,10 +338,18 @@ func (s *Server) shutdown() {
 	}
 	s.cancelBase()
 
-	set := s.set.Load()
-	s.log.Info("shutdown: draining plugins", "plugins", len(set.plugins))
 	dctx, dcancel := context.WithTimeout(context.Background(), timeout)
 	defer dcancel()
+	if len(s.opts.BeforeDrain) > 0 {
+		s.log.Info("shutdown: stopping background work")
+		for _, f := range s.opts.BeforeDrain {
+			if err := f(dctx); err != nil {
+				s.log.Warn("shutdown: stop failed", "error", err)
+			}
+		}
+	}
+	set := s.set.Load()
+	s.log.Info("shutdown: draining plugins", "plugins", len(set.plugins))
 	var wg sync.WaitGroup
 	for _, m := range set.plugins {
 		wg.Add(1)

@@ -26,6 +26,11 @@ import (
 // start from Default. A Config is not safe for concurrent mutation; the
 // server never mutates the one it was given.
 type Config struct {
+	// DataDir holds the embedded backends' files (SQLite databases given
+	// by relative path, the job queue). Relative to the working directory.
+	// Default "data".
+	DataDir string `toml:"data_dir"`
+
 	Server    Server    `toml:"server"`
 	Admin     Admin     `toml:"admin"`
 	Plugins   Plugins   `toml:"plugins"`
@@ -203,8 +208,9 @@ type Database struct {
 	// Driver is "sqlite" (embedded) or "mysql" (MySQL/MariaDB); "" means
 	// "sqlite". Use DriverName to read it.
 	Driver string `toml:"driver"`
-	// DSN is the data source: for sqlite a file path (created if missing),
-	// for mysql a go-sql-driver DSN such as "user:pw@tcp(127.0.0.1:3306)/app".
+	// DSN is the data source: for sqlite a file path (created if missing;
+	// relative to DataDir; "" means NAME.db), for mysql a go-sql-driver DSN such as
+	// "user:pw@tcp(127.0.0.1:3306)/app".
 	DSN string `toml:"dsn"`
 	// Replicas are read-only DSNs plain reads are spread over (mysql only).
 	Replicas []string `toml:"replicas"`
@@ -270,8 +276,8 @@ type Queue struct {
 	// Backend is "sqlite" (durable, embedded) or "redis" (Streams).
 	// Default "sqlite".
 	Backend string `toml:"backend"`
-	// Path is the SQLite file of the embedded queue. Default
-	// "data/queue.db".
+	// Path is the SQLite file of the embedded queue; a relative path is
+	// relative to DataDir. Default "queue.db".
 	Path string `toml:"path"`
 	// Redis is used when Backend is "redis".
 	Redis Redis `toml:"redis"`
@@ -316,6 +322,7 @@ func (j Jobs) Options() jobs.Options {
 // serving plugins/, admin on 127.0.0.1:9090, embedded backends.
 func Default() *Config {
 	return &Config{
+		DataDir: "data",
 		Server: Server{
 			Listen:          "127.0.0.1:8080",
 			ReadTimeout:     Duration(30 * time.Second),
@@ -341,7 +348,7 @@ func Default() *Config {
 		Log:       Log{Level: "info", Format: "text"},
 		AccessLog: AccessLog{Enabled: true, Sample: 1},
 		Cache:     Cache{Backend: "memory", MaxBytes: 64 << 20},
-		Queue:     Queue{Backend: "sqlite", Path: filepath.Join("data", "queue.db")},
+		Queue:     Queue{Backend: "sqlite", Path: "queue.db"},
 		Jobs: Jobs{
 			Enabled:        true,
 			MaxAttempts:    5,
@@ -352,6 +359,14 @@ func Default() *Config {
 			BackendTimeout: Duration(10 * time.Second),
 		},
 	}
+}
+
+// QueuePath returns the embedded queue's file with DataDir applied.
+func (c *Config) QueuePath() string {
+	if filepath.IsAbs(c.Queue.Path) {
+		return c.Queue.Path
+	}
+	return filepath.Join(c.DataDir, c.Queue.Path)
 }
 
 // DefaultGzipTypes returns the default compressible Content-Type prefixes.

@@ -229,7 +229,7 @@ func TestValidate(t *testing.T) {
 		{"static dir", func(c *Config) { c.Static = []Static{{Prefix: "/s/", Dir: "/does/not/exist"}} }, "static[0].dir"},
 		{"static dup", func(c *Config) { c.Static = []Static{{Prefix: "/s/", Dir: "."}, {Prefix: "/s/", Dir: "."}} }, "static[1].prefix"},
 		{"db driver", func(c *Config) { c.Databases = map[string]Database{"m": {Driver: "pg", DSN: "x"}} }, "databases.m.driver"},
-		{"db dsn", func(c *Config) { c.Databases = map[string]Database{"m": {}} }, "databases.m.dsn"},
+		{"db dsn", func(c *Config) { c.Databases = map[string]Database{"m": {Driver: "mysql"}} }, "databases.m.dsn"},
 		{"db name", func(c *Config) { c.Databases = map[string]Database{"M M": {DSN: "x"}} }, "databases.M M"},
 		{"cache backend", func(c *Config) { c.Cache.Backend = "disk" }, "cache.backend"},
 		{"redis addrs", func(c *Config) { c.Cache.Backend = "redis" }, "cache.redis.addrs"},

@@ -111,3 +111,19 @@ func (s ByteSize) String() string {
 
 // MarshalText formats s as String does.
 func (s ByteSize) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Human formats s rounded to one decimal in the largest fitting binary
+// unit, for messages: "2.3MiB", "512B".
+func (s ByteSize) Human() string {
+	v := float64(s)
+	for _, u := range []string{"B", "KiB", "MiB", "GiB"} {
+		if v < 1024 {
+			if u == "B" {
+				return strconv.FormatUint(uint64(s), 10) + "B"
+			}
+			return strconv.FormatFloat(v, 'f', 1, 64) + u
+		}
+		v /= 1024
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64) + "TiB"
+}

@@ -29,6 +29,9 @@ func (p *problems) err() error { return errors.Join(p.errs...) }
 // but does not touch plugins (see LoadManifest and the check command).
 func (c *Config) Validate() error {
 	p := &problems{file: c.File}
+	if c.DataDir == "" {
+		p.add("data_dir", "must not be empty")
+	}
 	s := &c.Server
 	checkAddr(p, "server.listen", s.Listen, false)
 	for key, d := range map[string]Duration{
@@ -151,8 +154,8 @@ func (c *Config) Validate() error {
 		default:
 			p.add(key+".driver", "%q is not sqlite or mysql", db.Driver)
 		}
-		if db.DSN == "" {
-			p.add(key+".dsn", "must be set (sqlite: a file path; mysql: user:password@tcp(host:port)/dbname)")
+		if db.DSN == "" && db.DriverName() == "mysql" {
+			p.add(key+".dsn", "must be set for mysql (user:password@tcp(host:port)/dbname)")
 		}
 		if db.MaxOpenConns < 0 || db.MaxIdleConns < 0 {
 			p.add(key, "connection counts must not be negative")

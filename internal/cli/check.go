@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/wasmcorn/wasmcorn/host"
+	"github.com/wasmcorn/wasmcorn/internal/config"
+	"github.com/wasmcorn/wasmcorn/server"
+)
+
+// check validates the configuration and every plugin: manifest syntax and
+// values, grants against the configured databases, and a real load of each
+// module (compile, ABI validation, one instance initialized), then route
+// conflicts between plugins. It prints one line per problem (file:key or
+// plugin: reason) and fails when there is any.
+func (e *Env) check(ctx context.Context, args []string) error {
+	fs := e.flagSet("check", "[-config file] [-plugins dir]")
+	var cf configFlags
+	cf.register(fs, false)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("%w: check takes no arguments (got %q)", ErrUsage, fs.Args())
+	}
+	out := e.Stdout
+	cfg, unknown, err := e.loadConfig(&cf)
+	if err != nil {
+		fmt.Fprintln(out, "config: FAIL")
+		n := printProblems(out, err)
+		fmt.Fprintf(out, "%d problem(s)\n", n)
+		return errReported
+	}
+	name := cfg.File
+	if name == "" {
+		name = "(none: defaults)"
+	}
+	fmt.Fprintf(out, "config: ok %s\n", name)
+	problems := 0
+	for _, u := range unknown {
+		fmt.Fprintf(out, "  warning: environment variable %s matches no config key\n", u)
+	}
+
+	found, discoverProblems, err := config.Discover(cfg.Plugins.Dir)
+	if err != nil {
+		fmt.Fprintf(out, "plugins: FAIL %v\n", err)
+		return errReported
+	}
+	fmt.Fprintf(out, "plugins: %d in %s\n", len(found), cfg.Plugins.Dir)
+	for _, p := range discoverProblems {
+		fmt.Fprintf(out, "  FAIL %v\n", p)
+		problems++
+	}
+
+	// Guest output and pool events would clutter the report; keep errors.
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rt, err := host.NewRuntime(host.RuntimeOptions{
+		Engine: cfg.Plugins.Engine, CacheDir: cfg.Plugins.CompileCacheDir(), Logger: log,
+	})
+	if err != nil {
+		fmt.Fprintf(out, "  FAIL plugins.engine: %v\n", err)
+		return errReported
+	}
+	defer rt.Close(context.Background())
+	once := func(s *host.PluginSpec) {
+		s.Pool.Min, s.Pool.Max = 1, 1
+	}
+	var loaded []server.Entry
+	defer func() {
+		for _, en := range loaded {
+			en.Plugin.Drain(context.Background())
+		}
+	}()
+	for _, pf := range found {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		start := time.Now()
+		en, err := server.LoadPlugin(ctx, cfg, rt, pf, once)
+		if err != nil {
+			fmt.Fprintf(out, "  FAIL %s: %s\n", pf.Name, indentProblems(pf.Name, err))
+			problems++
+			continue
+		}
+		loaded = append(loaded, en)
+		var notes []string
+		if len(en.Manifest.Jobs) > 0 {
+			if hj, ok := en.Plugin.(interface{ HasJobs() bool }); ok && !hj.HasJobs() {
+				fmt.Fprintf(out, "  FAIL %s: manifest declares [[jobs]] but the module does not export wasmcorn_job\n", pf.Name)
+				problems++
+				continue
+			}
+			notes = append(notes, fmt.Sprintf("%d job queue(s)", len(en.Manifest.Jobs)))
+		}
+		if len(en.Manifest.Periodic) > 0 {
+			notes = append(notes, fmt.Sprintf("%d periodic job(s)", len(en.Manifest.Periodic)))
+		}
+		if pf.Manifest == "" {
+			notes = append(notes, "no manifest")
+		}
+		fmt.Fprintf(out, "  ok   %s (%s, %s, %d ms%s)\n", pf.Name, shortHash(en.Plugin.Hash()), en.Plugin.Engine(),
+			time.Since(start).Milliseconds(), joinNotes(notes))
+	}
+	set, rejected := server.NewSet(loaded, nil)
+	for _, f := range set.Failures() {
+		fmt.Fprintf(out, "  FAIL %s: %s\n", f.Plugin, f.Err)
+		problems++
+	}
+	_ = rejected // drained with the rest by the deferred loop
+	for _, r := range set.Routes() {
+		fmt.Fprintf(out, "  route %s\n", r)
+	}
+	if problems > 0 {
+		fmt.Fprintf(out, "%d problem(s)\n", problems)
+		return errReported
+	}
+	fmt.Fprintln(out, "all ok")
+	return nil
+}
+
+func joinNotes(n []string) string {
+	if len(n) == 0 {
+		return ""
+	}
+	return ", " + strings.Join(n, ", ")
+}
+
+// indentProblems formats a (possibly joined) error for one report line,
+// continuation lines indented, without repeating the plugin name prefix.
+func indentProblems(plugin string, err error) string {
+	var lines []string
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		lines = append(lines, strings.TrimPrefix(err.Error(), "plugin "+plugin+": "))
+	}
+	walk(err)
+	return strings.Join(lines, "\n         ")
+}
+
+func shortHash(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
