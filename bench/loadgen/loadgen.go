@@ -93,6 +93,9 @@ type Config struct {
 	// MaxBodyBytes caps a response body; a larger one is an "other" error.
 	// Default 64 MiB.
 	MaxBodyBytes int
+	// Stop, when set, ends the run when it is closed, like reaching
+	// Duration (the measured period ends there; not an error).
+	Stop <-chan struct{}
 	// OnMeasure, when set, is called once when the warm-up ends and the
 	// measured period begins (right away without a warm-up), from Run's
 	// goroutine; callers snapshot server-side counters in it. Run waits for
@@ -418,6 +421,8 @@ loop:
 			cpuStart = processCPU()
 			measuring = true
 		case <-endC:
+			break loop
+		case <-cfg.Stop:
 			break loop
 		case <-done:
 			break loop

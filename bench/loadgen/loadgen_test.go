@@ -299,6 +299,19 @@ func TestCountAndDurationStop(t *testing.T) {
 	}
 }
 
+func TestStopChannel(t *testing.T) {
+	ts := startServer(t, routes)
+	stop := make(chan struct{})
+	time.AfterFunc(200*time.Millisecond, func() { close(stop) })
+	res, err := Run(context.Background(), Config{URL: ts.url + "/ok", Duration: time.Minute, Stop: stop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests == 0 || res.Duration >= time.Minute || res.Errors.Total() != 0 {
+		t.Errorf("requests %d, duration %v, errors %+v", res.Requests, res.Duration, res.Errors)
+	}
+}
+
 func TestContextCancel(t *testing.T) {
 	ts := startServer(t, routes)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)

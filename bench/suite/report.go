@@ -104,6 +104,9 @@ type Measurement struct {
 	// Reloads counts plugin versions made current during the run (reload
 	// scenario).
 	Reloads int `json:"reloads,omitempty"`
+	// ReloadMean is the mean time from replacing the plugin file to the
+	// new version serving.
+	ReloadMean time.Duration `json:"reload_mean_ns,omitempty"`
 }
 
 func (m *Measurement) ok() bool { return m.Skipped == "" && m.Error == "" && m.Load.Requests > 0 }
@@ -416,7 +419,7 @@ func (r *Report) Markdown(w io.Writer, chart string) error {
 		}
 		tgt := m.Target
 		if m.Reloads > 0 {
-			tgt += fmt.Sprintf(" (%d reloads)", m.Reloads)
+			tgt += fmt.Sprintf(" (%d reloads, %.1f s each)", m.Reloads, m.ReloadMean.Seconds())
 		}
 		if m.Error != "" {
 			tgt += " ⚠ " + mdEscape(m.Error)

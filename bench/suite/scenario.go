@@ -86,7 +86,7 @@ func Scenarios() []Scenario {
 		{Name: "c10k", Path: "/json", Method: get, Connections: C10kConnections, Timeout: 30 * time.Second,
 			Description: "json over 10,000 concurrent keep-alive connections"},
 		{Name: "reload", Path: "/json", Method: get, Reload: true, SameAs: "json",
-			Description: "json while the plugin file is replaced every 250ms (wasmcorn only)"},
+			Description: "json while new versions of the plugin are deployed back to back (wasmcorn only)"},
 		{Name: "py-json", Path: "/json", Method: get, Python: true, SameAs: "json",
 			Description: "json from a Python handler (wasmcorn only)"},
 		{Name: "py-db", Path: "/db", Method: get, IDs: true, NeedsDB: true, NeedsRedis: true, Cache: "redis", Python: true, SameAs: "db",

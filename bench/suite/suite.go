@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,6 +55,9 @@ type Options struct {
 	// that interleave the targets, and reports each target's median run by
 	// throughput; default 1.
 	Repeat int
+	// MinReloads is how many plugin versions the reload scenario makes
+	// current at least (its load runs until then); default 3.
+	MinReloads int
 	// C10kConnections overrides the c10k scenario's 10,000 connections
 	// (the smoke test uses fewer: the race detector caps goroutines).
 	C10kConnections int
@@ -91,6 +95,9 @@ func (o *Options) defaults() {
 	}
 	if o.Repeat <= 0 {
 		o.Repeat = 1
+	}
+	if o.MinReloads <= 0 {
+		o.MinReloads = 3
 	}
 	if o.C10kConnections <= 0 {
 		o.C10kConnections = C10kConnections
@@ -460,8 +467,9 @@ func measure(ctx context.Context, env *Env, opts *Options, sc *Scenario, t Targe
 	m.Connections = conns
 
 	inst, err := t.Start(ctx, env, sc)
-	if errors.Is(err, errSkip) {
-		m.Skipped = err.Error()
+	var skip *skipError
+	if errors.As(err, &skip) {
+		m.Skipped = skip.reason
 		return m
 	}
 	if err != nil {
@@ -518,9 +526,32 @@ func measure(ctx context.Context, env *Env, opts *Options, sc *Scenario, t Targe
 			m.Error = "target cannot reload"
 			return m
 		}
+		// Reloads run back to back (at most one per ReloadEvery); the load
+		// goes on for the duration and until MinReloads versions have been
+		// made current, within ReloadCap.
+		stop := make(chan struct{})
+		cfg.Stop = stop
+		cfg.Duration = max(opts.Duration, reloadCap)
+		minEnd := time.Now().Add(cfg.Warmup + opts.Duration)
+		var done atomic.Int64
 		go func() {
 			defer close(reloadDone)
-			reloads = reloadLoop(runCtx, r, 250*time.Millisecond)
+			reloads = reloadLoop(runCtx, r, reloadEvery, &done)
+		}()
+		go func() {
+			t := time.NewTicker(50 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-runCtx.Done():
+					return
+				case now := <-t.C:
+					if now.After(minEnd) && done.Load() >= int64(opts.MinReloads) {
+						close(stop)
+						return
+					}
+				}
+			}
 		}()
 	} else {
 		close(reloadDone)
@@ -554,8 +585,14 @@ func measure(ctx context.Context, env *Env, opts *Options, sc *Scenario, t Targe
 	}
 	if sc.Reload {
 		m.Reloads = reloads.done
-		if reloads.err != "" && m.Error == "" {
+		if reloads.done > 0 {
+			m.ReloadMean = reloads.took / time.Duration(reloads.done)
+		}
+		switch {
+		case reloads.err != "" && m.Error == "":
 			m.Error = "reload: " + reloads.err
+		case reloads.done < opts.MinReloads && m.Error == "":
+			m.Error = fmt.Sprintf("only %d of %d reloads completed within %v", reloads.done, opts.MinReloads, reloadCap)
 		}
 	}
 	return m
@@ -584,31 +621,38 @@ func waitServing(ctx context.Context, cfg loadgen.Config) error {
 	return fmt.Errorf("no successful request within a minute; last error %s", last)
 }
 
+// Reload scenario pacing.
+const (
+	reloadEvery = 250 * time.Millisecond
+	reloadCap   = 3 * time.Minute
+)
+
 type reloadStats struct {
 	done int
+	took time.Duration // summed over the completed reloads
 	err  string
 }
 
-// reloadLoop makes a new plugin version current every interval until ctx
-// ends.
-func reloadLoop(ctx context.Context, r Reloader, every time.Duration) reloadStats {
+// reloadLoop makes a new plugin version current, one after the other and
+// at most one per every, until ctx ends; done counts completed reloads.
+func reloadLoop(ctx context.Context, r Reloader, every time.Duration, done *atomic.Int64) reloadStats {
 	var st reloadStats
-	t := time.NewTicker(every)
-	defer t.Stop()
 	for n := 1; ; n++ {
-		select {
-		case <-ctx.Done():
-			return st
-		case <-t.C:
-		}
+		start := time.Now()
 		if err := r.Reload(ctx, n); err != nil {
-			if ctx.Err() != nil {
-				return st
+			if ctx.Err() == nil {
+				st.err = err.Error()
 			}
-			st.err = err.Error()
 			return st
 		}
 		st.done++
+		st.took += time.Since(start)
+		done.Add(1)
+		select {
+		case <-ctx.Done():
+			return st
+		case <-time.After(every - time.Since(start)):
+		}
 	}
 }
 

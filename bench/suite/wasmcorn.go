@@ -3,6 +3,7 @@ package suite
 import (
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,9 +37,13 @@ type WasmcornOptions struct {
 	Engines []string
 }
 
-// errSkip marks a scenario the target cannot run here; measure records it
-// as skipped, not as an error.
-var errSkip = errors.New("skipped")
+// skipError marks a scenario the target cannot run here; measure records
+// it as skipped, not as an error.
+type skipError struct{ reason string }
+
+func (e *skipError) Error() string { return e.reason }
+
+func skipf(format string, a ...any) error { return &skipError{fmt.Sprintf(format, a...)} }
 
 // Plugins the wasmcorn target serves, by role.
 const (
@@ -62,7 +67,14 @@ func newWasmcornTarget(ctx context.Context, o WasmcornOptions, rep *Report) ([]T
 		return nil, err
 	}
 	if out, err := exec.CommandContext(ctx, bin, "version").Output(); err == nil {
-		rep.Versions["wasmcorn"] = strings.TrimSpace(string(out))
+		rep.Versions["wasmcorn"] = strings.TrimPrefix(strings.TrimSpace(string(out)), "wasmcorn ")
+	}
+	if bi, err := buildinfo.ReadFile(bin); err == nil {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/tetratelabs/wazero" {
+				rep.Versions["wazero"] = d.Version
+			}
+		}
 	}
 	if o.PluginsDir == "" {
 		o.PluginsDir = "plugins"
@@ -145,7 +157,7 @@ func (t *wasmcornTarget) pluginFile(name string) (string, error) {
 	}
 	p := filepath.Join(t.pluginsDir, name+".wasm")
 	if !fileExists(p) {
-		return "", fmt.Errorf("%w: plugin %s: no source in the repository and no %s", errSkip, name, p)
+		return "", skipf("plugin %s: no source in the repository and no %s", name, p)
 	}
 	return p, nil
 }
@@ -321,12 +333,11 @@ func (t *wasmcornTarget) Start(ctx context.Context, env *Env, sc *Scenario) (Ins
 }
 
 type wasmcornInstance struct {
-	url, admin    string
-	dir, plugins  string
-	plugin, src   string // the scenario's plugin and its original .wasm
-	p             *proc.Process
-	lastHash      string
-	reloadTimeout time.Duration
+	url, admin   string
+	dir, plugins string
+	plugin, src  string // the scenario's plugin and its original .wasm
+	p            *proc.Process
+	lastHash     string
 }
 
 func (i *wasmcornInstance) URL() string { return i.url }
@@ -361,11 +372,10 @@ func (i *wasmcornInstance) Reload(ctx context.Context, n int) error {
 	if err := os.Rename(tmp, dst); err != nil {
 		return err
 	}
-	timeout := i.reloadTimeout
-	if timeout == 0 {
-		timeout = 30 * time.Second
-	}
-	deadline := time.Now().Add(timeout)
+	// A watching server picks the file up by itself; otherwise (or when
+	// it is slow) ask the admin listener, which reloads synchronously.
+	deadline := time.Now().Add(time.Second)
+	asked := false
 	for {
 		h, err := i.pluginHash(ctx)
 		if err == nil && h != i.lastHash {
@@ -373,7 +383,14 @@ func (i *wasmcornInstance) Reload(ctx context.Context, n int) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("version %d of %s not serving after %v (last status error: %v)", n, i.plugin, timeout, err)
+			if asked {
+				return fmt.Errorf("version %d of %s not serving after an admin reload (status: %v)", n, i.plugin, err)
+			}
+			if err := i.adminReload(ctx); err != nil {
+				return err
+			}
+			asked, deadline = true, time.Now().Add(5*time.Second)
+			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -381,6 +398,24 @@ func (i *wasmcornInstance) Reload(ctx context.Context, n int) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// adminReload asks the server to reload its plugins directory now.
+func (i *wasmcornInstance) adminReload(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, i.admin+"/admin/reload", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin reload: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("admin reload: %s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	return nil
 }
 
 // pluginHash reads the serving version's hash from /status.json.
