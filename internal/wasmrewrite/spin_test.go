@@ -129,3 +129,50 @@ func spinAndInterrupt(t *testing.T, wasm []byte, export string) {
 		t.Fatalf("second interrupt: err = %v", err)
 	}
 }
+
+// TestTickFrequency pins the fuel accounting: with the interrupt flag set
+// in advance, a call traps exactly at the TickEvery-th loop iteration
+// counted across calls, and an interrupted call leaves $fuel refilled, so
+// the next interrupt again takes effect within TickEvery iterations.
+// bench.wasm's sum(n) enters its loop header n+1 times.
+func TestTickFrequency(t *testing.T) {
+	for _, engine := range []struct {
+		name string
+		cfg  wazero.RuntimeConfig
+	}{{"compiler", wazero.NewRuntimeConfigCompiler()}, {"interpreter", wazero.NewRuntimeConfigInterpreter()}} {
+		t.Run(engine.name, func(t *testing.T) {
+			ctx := context.Background()
+			r := wazero.NewRuntimeWithConfig(ctx, engine.cfg)
+			defer r.Close(ctx)
+			mod, err := r.Instantiate(ctx, instrument(t, readWasm(t, "bench"), Options{TickEvery: 100}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			interrupt := mod.ExportedGlobal(InterruptExport).(api.MutableGlobal)
+			sum := mod.ExportedFunction("sum")
+			steps := []struct {
+				interrupt uint64
+				n         uint64
+				trap      bool
+			}{
+				{1, 97, false}, // 98 iterations: fuel 100 -> 2
+				{1, 0, false},  // fuel 1
+				{1, 0, true},   // fuel 0: tick, trap; fuel refilled to 100
+				{1, 98, false}, // 99 iterations: fuel 1
+				{1, 0, true},   // tick, trap
+				{0, 1000, false},
+				{1, 98, true}, // 1000+1 iterations left fuel at 100-(1001%100)=99: trap at the 99th
+			}
+			for i, s := range steps {
+				interrupt.Set(s.interrupt)
+				_, err := sum.Call(ctx, s.n)
+				if trapped := err != nil; trapped != s.trap {
+					t.Fatalf("step %d: sum(%d) with interrupt=%d: err = %v, want trap %v", i, s.n, s.interrupt, err, s.trap)
+				}
+				if err != nil && !strings.Contains(err.Error(), "unreachable") {
+					t.Fatalf("step %d: %v", i, err)
+				}
+			}
+		})
+	}
+}

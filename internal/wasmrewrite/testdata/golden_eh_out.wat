@@ -14,16 +14,16 @@
   (func $f (type $i_i)
     (local $acc i32)
     (loop $l
-      global.get $fuel i32.eqz if call $tick end
       global.get $fuel i32.const 1 i32.sub global.set $fuel
+      global.get $fuel i32.eqz if call $tick end
       (try
         (do (try (do (call $thrower (local.get 0))) (delegate 0)))
         (catch $ex (local.set $acc (i32.add (local.get $acc)))))
       (try
         (do
           (try (do (loop $in
-            global.get $fuel i32.eqz if call $tick end
             global.get $fuel i32.const 1 i32.sub global.set $fuel
+            global.get $fuel i32.eqz if call $tick end
               (throw $ex (i32.const 1))))
             (catch_all (rethrow 0))))
         (catch $ex (drop) (local.set $acc (i32.add (local.get $acc) (i32.const 100)))))
@@ -32,5 +32,5 @@
     (local.get $acc))
   (func $tick (type $tick_t)
     i32.const 0 memory.grow drop
-    global.get $interrupt if unreachable end
-    i32.const 10000 global.set $fuel))
+    i32.const 10000 global.set $fuel
+    global.get $interrupt if unreachable end))

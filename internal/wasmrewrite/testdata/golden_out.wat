@@ -20,8 +20,8 @@
     (local $i i32)
     (block $done
       (loop $l
-        global.get $fuel i32.eqz if call $tick end
         global.get $fuel i32.const 1 i32.sub global.set $fuel
+        global.get $fuel i32.eqz if call $tick end
         (br_if $done (i32.ge_u (local.get $i) (local.get 0)))
         (call $f (local.get $i))
         (local.set $i (i32.add (local.get $i) (global.get $g)))
@@ -30,16 +30,16 @@
   (func $noloop (type $v_i) (global.get $x))
   (func $tail (type $i_i)
     (local.get 0)
-    global.get $fuel i32.eqz if call $tick end
     global.get $fuel i32.const 1 i32.sub global.set $fuel
+    global.get $fuel i32.eqz if call $tick end
     return_call $count)
   (func $params (type $l_l)
     (local.get 0)
     (loop (type $l_l)
-      global.get $fuel i32.eqz if call $tick end
       global.get $fuel i32.const 1 i32.sub global.set $fuel
+      global.get $fuel i32.eqz if call $tick end
       (i64.const 1) (i64.add)))
   (func $tick (type $tick_t)
     i32.const 0 memory.grow drop
-    global.get $interrupt if unreachable end
-    i32.const 10000 global.set $fuel))
+    i32.const 10000 global.set $fuel
+    global.get $interrupt if unreachable end))
