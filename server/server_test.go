@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -811,4 +812,79 @@ func writeSelfSigned(t *testing.T, dir string) (string, string) {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
+}
+
+// rawKeepAlive sends one request on c and reads its response.
+func rawKeepAlive(t *testing.T, c net.Conn, br *bufio.Reader, path string) *http.Response {
+	t.Helper()
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func TestKeepAliveAndIdleTimeout(t *testing.T) {
+	cfg := testConfig()
+	cfg.Server.IdleTimeout = config.Duration(300 * time.Millisecond)
+	ts := startServer(t, cfg, Options{}, Entry{Plugin: echoPlugin("echo")})
+	c, err := net.Dial("tcp", strings.TrimPrefix(ts.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := 0; i < 3; i++ {
+		if resp := rawKeepAlive(t, c, br, "/echo"); resp.StatusCode != 200 || resp.Close {
+			t.Fatalf("request %d on a keep-alive connection: %d close=%v", i, resp.StatusCode, resp.Close)
+		}
+	}
+	// Idle past the timeout: the server closes the connection.
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: %v, want EOF", err)
+	}
+
+	cfg = testConfig()
+	cfg.Server.KeepAlive = false
+	ts = startServer(t, cfg, Options{}, Entry{Plugin: echoPlugin("echo")})
+	out, err := rawRequest(t, strings.TrimPrefix(ts.url, "http://"), []byte("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"))
+	if err != nil || !strings.HasPrefix(out, "HTTP/1.1 200") || !strings.Contains(out, "\r\nConnection: close\r\n") {
+		t.Fatalf("keep_alive = false: %q %v", out, err)
+	}
+}
+
+func TestConnectionLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(c *config.Config)
+		status string
+	}{
+		{"max_connections", func(c *config.Config) { c.Server.MaxConnections = 1 }, "503"},
+		{"max_connections_per_ip", func(c *config.Config) { c.Server.MaxConnectionsPerIP = 1 }, "429"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			tc.mutate(cfg)
+			ts := startServer(t, cfg, Options{}, Entry{Plugin: echoPlugin("echo")})
+			addr := strings.TrimPrefix(ts.url, "http://")
+			first, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer first.Close()
+			if resp := rawKeepAlive(t, first, bufio.NewReader(first), "/echo"); resp.StatusCode != 200 {
+				t.Fatalf("first connection: %d", resp.StatusCode)
+			}
+			out, _ := rawRequest(t, addr, []byte("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"))
+			if !strings.HasPrefix(out, "HTTP/1.1 "+tc.status) {
+				t.Fatalf("second connection: %q", out)
+			}
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -488,4 +489,21 @@ func FuzzParseManifest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestExampleMatchesDefaults keeps wasmcorn.example.toml, the documented
+// defaults, in step with Default.
+func TestExampleMatchesDefaults(t *testing.T) {
+	c, err := Load("wasmcorn.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.File = ""
+	// Lists written empty in the example decode as empty, not nil.
+	if len(c.Cache.Redis.Addrs) == 0 && len(c.Queue.Redis.Addrs) == 0 {
+		c.Cache.Redis.Addrs, c.Queue.Redis.Addrs = nil, nil
+	}
+	if !reflect.DeepEqual(c, Default()) {
+		t.Fatalf("example differs from Default():\nexample %+v\ndefault %+v", *c, *Default())
+	}
 }
