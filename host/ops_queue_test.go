@@ -13,9 +13,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/wasmcorn/wasmcorn/abi"
+	"github.com/wasmcorn/wasmcorn/host/backend/redisqueue"
 	"github.com/wasmcorn/wasmcorn/host/backend/sqlitequeue"
 	"github.com/wasmcorn/wasmcorn/host/jobs"
 	"github.com/wasmcorn/wasmcorn/internal/metrics"
+	"github.com/wasmcorn/wasmcorn/internal/testsvc"
 )
 
 func queueCall(t *testing.T, q Queue, queues ...string) *Call {
@@ -133,6 +135,44 @@ func TestQueueSubmitErrors(t *testing.T) {
 	}
 	if s, _ := q.Stats(context.Background(), "emails"); s.Ready+s.Delayed != 0 {
 		t.Fatalf("a refused submit enqueued a job: %+v", s)
+	}
+}
+
+// TestQueueSubmitRedisDown submits through a Redis queue whose server was
+// killed, then restarted.
+func TestQueueSubmitRedisDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	srv := testsvc.StartRedis(t)
+	q, err := redisqueue.New(redisqueue.Config{Addrs: []string{srv.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	c := queueCall(t, q, "emails")
+	if _, err := callSubmit(c, submitArgs("emails", []byte("a"), 0)); err != nil {
+		t.Fatalf("submit with the server up: %v", err)
+	}
+	srv.Kill()
+	before := testutil.ToFloat64(metrics.JobsSubmitErrors.WithLabelValues("emails", "unavailable"))
+	if _, err := callSubmit(c, submitArgs("emails", []byte("b"), 0)); replyCode(err) != abi.ErrUnavailable {
+		t.Fatalf("submit with the server down: %v, want unavailable", err)
+	}
+	if got := testutil.ToFloat64(metrics.JobsSubmitErrors.WithLabelValues("emails", "unavailable")) - before; got != 1 {
+		t.Fatalf("wasmcorn_jobs_submit_errors_total{code=unavailable} grew by %v, want 1", got)
+	}
+	srv.Start()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := callSubmit(c, submitArgs("emails", []byte("c"), 0))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("submit after the restart: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

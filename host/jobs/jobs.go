@@ -85,8 +85,10 @@ type Backend interface {
 	// with Attempt counting that lost delivery.
 	Claim(ctx context.Context, queue string, max int, lease, wait time.Duration) ([]*Job, error)
 
-	// Ack removes a finished job and counts it as completed. Acknowledging
-	// a job whose lease was lost still removes it: the work was done.
+	// Ack removes a finished job and counts it as completed. For a job
+	// whose lease was lost to another worker it is allowed but its effect
+	// is the backend's: SQLite still removes the job (the work was done),
+	// Redis leaves the other delivery be (it may run again).
 	Ack(ctx context.Context, j *Job) error
 
 	// Retry makes a failed job ready again after delay, recording reason.

@@ -5,8 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -179,61 +177,9 @@ func BenchmarkSubmitAndRun(b *testing.B) {
 	for _, conc := range []int{8, 32} {
 		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
 			q := open(b, filepath.Join(b.TempDir(), "queue.db"))
-			benchSubmitAndRun(b, q, conc)
+			jobstest.BenchSubmitAndRun(b, q, conc)
 		})
 	}
-}
-
-func benchSubmitAndRun(b *testing.B, q jobs.Backend, conc int) {
-	r := jobs.NewRunner(q, jobs.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	ex := jobs.ExecutorFunc(func(ctx context.Context, j *abi.Job) (abi.JobResult, error) {
-		return abi.JobResult{}, nil
-	})
-	if err := r.SetQueue(jobs.QueueConfig{Queue: "bench", Concurrency: conc}, ex); err != nil {
-		b.Fatal(err)
-	}
-	if err := r.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer r.Stop(context.Background())
-	ctx := context.Background()
-	base, err := q.Stats(ctx, "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	payload := []byte(`{"to":"user@example.com","template":"welcome"}`)
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	const submitters = 8
-	errs := make(chan error, submitters)
-	for w := range submitters {
-		go func() {
-			for i := w; i < b.N; i += submitters {
-				if _, err := q.Submit(ctx, "bench", payload, 0); err != nil {
-					errs <- err
-					return
-				}
-			}
-			errs <- nil
-		}()
-	}
-	for range submitters {
-		if err := <-errs; err != nil {
-			b.Fatal(err)
-		}
-	}
-	for {
-		s, err := q.Stats(ctx, "bench")
-		if err != nil {
-			b.Fatal(err)
-		}
-		if s.Completed-base.Completed >= int64(b.N) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
 }
 
 // BenchmarkSubmit measures parallel submits alone.

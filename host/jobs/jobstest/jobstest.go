@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -847,4 +849,60 @@ func Runner(t *testing.T, newStore NewStore) {
 			}
 		}
 	})
+}
+
+// BenchSubmitAndRun measures end-to-end throughput on q: b.N jobs
+// submitted by 8 goroutines to queue "bench", run by a Runner with conc
+// workers and a no-op executor, until every job is acknowledged. It reports
+// jobs/s.
+func BenchSubmitAndRun(b *testing.B, q jobs.Backend, conc int) {
+	r := jobs.NewRunner(q, jobs.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ex := jobs.ExecutorFunc(func(ctx context.Context, j *abi.Job) (abi.JobResult, error) {
+		return abi.JobResult{}, nil
+	})
+	if err := r.SetQueue(jobs.QueueConfig{Queue: "bench", Concurrency: conc}, ex); err != nil {
+		b.Fatal(err)
+	}
+	if err := r.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer r.Stop(context.Background())
+	ctx := context.Background()
+	base, err := q.Stats(ctx, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	payload := []byte(`{"to":"user@example.com","template":"welcome"}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	const submitters = 8
+	errs := make(chan error, submitters)
+	for w := range submitters {
+		go func() {
+			for i := w; i < b.N; i += submitters {
+				if _, err := q.Submit(ctx, "bench", payload, 0); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range submitters {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	for {
+		s, err := q.Stats(ctx, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if s.Completed-base.Completed >= int64(b.N) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
 }
