@@ -1,7 +1,6 @@
 package wasmcorn
 
 import (
-	"context"
 	"crypto/tls"
 	"net/http"
 	"net/url"
@@ -11,47 +10,20 @@ import (
 	"github.com/wasmcorn/wasmcorn/abi"
 )
 
-// requestIDKey is the context key of the request id.
-type requestIDKey struct{}
+// RequestIDHeader is the request header carrying the id the server
+// assigned to the request. The SDK sets it from the ABI's request id field,
+// replacing any value the client sent, the way a fronting proxy does.
+const RequestIDHeader = "X-Request-Id"
 
-// requestContext carries the request id without boxing it for
-// context.WithValue.
-type requestContext struct {
-	context.Context
-	id string
-}
-
-func (c *requestContext) Value(key any) any {
-	if _, ok := key.(requestIDKey); ok {
-		return c.id
-	}
-	return c.Context.Value(key)
-}
-
-// RequestID returns the id the server assigned to r (the X-Request-Id it
-// logs and returns to the client). It falls back to r's X-Request-Id header
-// for requests that did not come from wasmcorn, e.g. in native tests.
+// RequestID returns the id the server assigned to r: the value it logs and
+// returns to the client in its X-Request-Id response header. It reads r's
+// X-Request-Id header, so it survives r.WithContext and r.Clone, and also
+// works for requests built in native tests.
 func RequestID(r *http.Request) string {
-	if id, ok := r.Context().Value(requestIDKey{}).(string); ok {
-		return id
+	if v := r.Header[RequestIDHeader]; len(v) > 0 {
+		return v[0]
 	}
-	return r.Header.Get("X-Request-Id")
-}
-
-// WithRequestID returns a copy of ctx carrying id, the value RequestID
-// reports for a request with that context. It is meant for native tests of
-// handlers that log or propagate the request id.
-func WithRequestID(ctx context.Context, id string) context.Context {
-	return &requestContext{Context: ctx, id: id}
-}
-
-// requestParts are the pieces of a request allocated together, so that a
-// typical request costs one allocation for all of them.
-type requestParts struct {
-	url  url.URL
-	ctx  requestContext
-	body stringBody
-	vals [8]string // header values, when there are at most 8 headers
+	return ""
 }
 
 // tlsState marks https requests: r.TLS is non-nil for them, as handlers
@@ -78,12 +50,13 @@ func immutableBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s),
 // across requests; decodeRequest leaves it holding no references.
 func decodeRequest(msg []byte, ar *abi.Request) (*http.Request, error) {
 	s := string(msg)
-	err := abi.DecodeRequest(immutableBytes(s), ar)
-	defer clearRequest(ar)
-	if err != nil {
+	if err := abi.DecodeRequest(immutableBytes(s), ar); err != nil {
+		clearRequest(ar)
 		return nil, err
 	}
-	return newRequest(ar), nil
+	r := newRequest(ar)
+	clearRequest(ar)
+	return r, nil
 }
 
 // clearRequest drops ar's references into the decoded message, header
@@ -93,12 +66,22 @@ func clearRequest(ar *abi.Request) {
 	ar.Reset()
 }
 
+// requestParts are the pieces of a request allocated together, so that a
+// typical request costs one allocation for all of them. Allocations are
+// the dominant cost of the SDK inside a Go Wasm guest.
+type requestParts struct {
+	req  http.Request
+	url  url.URL
+	body stringBody
+	vals [8]string // header values, when there are at most 8 headers
+}
+
 // newRequest builds an *http.Request from ar, whose fields alias an
 // immutable string (see decodeRequest). It sets what net/http's server
 // sets for an incoming request: Method, URL (with Scheme and Host filled
-// in), Proto 1.1, Header (canonical keys, without Host), Host, RemoteAddr,
-// RequestURI, Body, ContentLength, TLS for https, and a context carrying the
-// request id.
+// in), Proto 1.1, Header (canonical keys, without Host, with X-Request-Id
+// set to the server's request id), Host, RemoteAddr, RequestURI, Body,
+// ContentLength and, for https, TLS. The context is context.Background().
 func newRequest(ar *abi.Request) *http.Request {
 	method := str(ar.Method)
 	if method == "" {
@@ -113,21 +96,30 @@ func newRequest(ar *abi.Request) *http.Request {
 	p.url = url.URL{Scheme: str(ar.Scheme), Host: host, Path: path, RawQuery: str(ar.RawQuery)}
 	u := &p.url
 
-	h := make(http.Header, len(ar.Headers))
+	n := len(ar.Headers)
+	if len(ar.RequestID) > 0 {
+		n++
+	}
+	h := make(http.Header, n)
 	// One backing array for all single values; a repeated name appends,
 	// which copies that name's values out of the shared array.
 	vals := p.vals[:]
-	if len(ar.Headers) > len(p.vals) {
-		vals = make([]string, len(ar.Headers))
+	if n > len(p.vals) {
+		vals = make([]string, n)
 	}
 	for i := range ar.Headers {
 		name := http.CanonicalHeaderKey(str(ar.Headers[i].Name))
 		value := str(ar.Headers[i].Value)
-		if name == "Host" {
+		switch name {
+		case "Host":
 			if host == "" {
 				host, u.Host = value, value
 			}
 			continue
+		case RequestIDHeader:
+			if len(ar.RequestID) > 0 {
+				continue // replaced by the server's id below
+			}
 		}
 		if prev, ok := h[name]; ok {
 			h[name] = append(prev, value)
@@ -136,8 +128,12 @@ func newRequest(ar *abi.Request) *http.Request {
 		vals[i] = value
 		h[name] = vals[i : i+1 : i+1]
 	}
+	if len(ar.RequestID) > 0 {
+		vals[n-1] = str(ar.RequestID)
+		h[RequestIDHeader] = vals[n-1 : n : n]
+	}
 
-	r := http.Request{
+	p.req = http.Request{
 		Method:     method,
 		URL:        u,
 		Proto:      "HTTP/1.1",
@@ -151,15 +147,11 @@ func newRequest(ar *abi.Request) *http.Request {
 	}
 	if len(ar.Body) > 0 {
 		p.body.Reset(str(ar.Body))
-		r.Body = &p.body
-		r.ContentLength = int64(len(ar.Body))
+		p.req.Body = &p.body
+		p.req.ContentLength = int64(len(ar.Body))
 	}
 	if u.Scheme == "https" {
-		r.TLS = tlsState
+		p.req.TLS = tlsState
 	}
-	if len(ar.RequestID) == 0 {
-		return r.WithContext(context.Background())
-	}
-	p.ctx = requestContext{Context: context.Background(), id: str(ar.RequestID)}
-	return r.WithContext(&p.ctx)
+	return &p.req
 }

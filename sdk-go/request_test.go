@@ -3,10 +3,12 @@ package wasmcorn
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/wasmcorn/wasmcorn/abi"
@@ -110,15 +112,41 @@ func TestDecodeRequestDefaults(t *testing.T) {
 	}
 }
 
-func TestRequestIDFallback(t *testing.T) {
-	r, _ := http.NewRequest("GET", "/", nil)
-	r.Header.Set("X-Request-Id", "from-header")
-	if got := RequestID(r); got != "from-header" {
-		t.Fatalf("RequestID = %q", got)
+func TestRequestID(t *testing.T) {
+	cases := []struct {
+		name    string
+		id      string
+		headers []abi.Header
+		want    []string
+	}{
+		{"server id", "srv-1", nil, []string{"srv-1"}},
+		{"client id replaced", "srv-2", []abi.Header{{Name: []byte("x-request-id"), Value: []byte("client")}}, []string{"srv-2"}},
+		{"no server id keeps the client's", "", []abi.Header{{Name: []byte("X-Request-Id"), Value: []byte("client")}}, []string{"client"}},
+		{"none", "", nil, nil},
 	}
-	r = r.WithContext(WithRequestID(context.Background(), "from-ctx"))
-	if got := RequestID(r); got != "from-ctx" {
-		t.Fatalf("RequestID = %q", got)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ar := abi.Request{Path: []byte("/"), RequestID: []byte(c.id), Headers: c.headers}
+			r, err := decodeRequest(abi.AppendRequest(nil, &ar), new(abi.Request))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Header.Values("X-Request-Id"); !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("X-Request-Id = %q, want %q", got, c.want)
+			}
+			if got := RequestID(r.WithContext(context.Background())); got != strings.Join(c.want, "") {
+				t.Fatalf("RequestID = %q", got)
+			}
+		})
+	}
+	// More headers than the inline value array, plus the id.
+	ar := abi.Request{Path: []byte("/"), RequestID: []byte("many")}
+	for i := range 9 {
+		ar.Headers = append(ar.Headers, abi.Header{Name: []byte(fmt.Sprintf("X-H%d", i)), Value: []byte("v")})
+	}
+	r, err := decodeRequest(abi.AppendRequest(nil, &ar), new(abi.Request))
+	if err != nil || RequestID(r) != "many" || len(r.Header) != 10 || r.Header.Get("X-H8") != "v" {
+		t.Fatalf("%v %q %v", err, RequestID(r), r.Header)
 	}
 }
 

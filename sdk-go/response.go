@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/wasmcorn/wasmcorn/abi"
 )
@@ -32,7 +33,7 @@ type responseWriter struct {
 	written     int64 // body bytes accepted by Write
 	superfluous bool  // a second WriteHeader was seen
 	hdrs        []abi.Header
-	keys        []string
+	kvs         []headerKV
 	body        []byte // body bytes (for HEAD, only the first sniffLen)
 }
 
@@ -56,8 +57,8 @@ func (w *responseWriter) release() {
 	clear(w.header)
 	clear(w.hdrs[:cap(w.hdrs)])
 	w.hdrs = w.hdrs[:0]
-	clear(w.keys[:cap(w.keys)])
-	w.keys = w.keys[:0]
+	clear(w.kvs[:cap(w.kvs)])
+	w.kvs = w.kvs[:0]
 	if cap(w.body) > maxKeptBuffer {
 		w.body = nil
 	}
@@ -83,14 +84,16 @@ func (w *responseWriter) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
-	w.keys = w.keys[:0]
-	for k := range w.header {
-		w.keys = append(w.keys, k)
+	w.kvs = w.kvs[:0]
+	for k, vs := range w.header {
+		w.kvs = append(w.kvs, headerKV{k, vs})
 	}
-	slices.Sort(w.keys) // deterministic responses
+	if len(w.kvs) > 1 {
+		slices.SortFunc(w.kvs, func(a, b headerKV) int { return strings.Compare(a.k, b.k) }) // deterministic responses
+	}
 	w.hdrs = w.hdrs[:0]
-	for _, k := range w.keys {
-		vs := w.header[k]
+	for _, kv := range w.kvs {
+		k, vs := kv.k, kv.vs
 		switch k {
 		case "Content-Type":
 			w.haveType = true
@@ -105,6 +108,12 @@ func (w *responseWriter) WriteHeader(code int) {
 			w.hdrs = append(w.hdrs, abi.Header{Name: immutableBytes(k), Value: immutableBytes(v)})
 		}
 	}
+}
+
+// headerKV is one header map entry, for sorting.
+type headerKV struct {
+	k  string
+	vs []string
 }
 
 // bodyAllowed reports whether the status permits a body (RFC 9110).

@@ -260,3 +260,49 @@ func TestHostileOnHost(t *testing.T) {
 		t.Fatalf("slow: %v %d %q", err, resp.Status, resp.Body)
 	}
 }
+
+// benchPlugin measures one request through host.Plugin.Handle: the pool,
+// the engine call, the SDK's request/response conversion and the handler.
+func benchPlugin(b *testing.B, name string, req []byte, enforced bool) {
+	if testing.Short() {
+		b.Skip("builds Wasm plugins")
+	}
+	logs := &logBuffer{}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = b.TempDir()
+	}
+	rt, err := host.NewRuntime(host.RuntimeOptions{CacheDir: filepath.Join(cache, "wasmcorn", "host-test-compiled"), Logger: slog.New(logs)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close(context.Background())
+	spec := host.PluginSpec{Name: name, Wasm: testplugins.Bytes(b, name), Pool: host.DefaultPoolConfig(), Limits: host.DefaultLimits()}
+	spec.Pool.Min = 1
+	spec.Limits.DeadlineEnforced = enforced
+	p, err := rt.Load(context.Background(), spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Drain(context.Background())
+	ctx := context.Background()
+	out := make([]byte, 0, 64<<10)
+	b.ReportAllocs()
+	for b.Loop() {
+		if out, err = p.Handle(ctx, req, out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkHelloOnHost(b *testing.B) {
+	req := request("GET", "/hello/", "", nil, "Accept", "*/*", "User-Agent", "wrk")
+	b.Run("deadline_enforced", func(b *testing.B) { benchPlugin(b, "hello", req, true) })
+	b.Run("trusted", func(b *testing.B) { benchPlugin(b, "hello", req, false) })
+}
+
+func BenchmarkJSONAPIOnHost(b *testing.B) {
+	req := request("GET", "/jsonapi/", "", nil, "Accept", "*/*")
+	b.Run("deadline_enforced", func(b *testing.B) { benchPlugin(b, "jsonapi", req, true) })
+	b.Run("trusted", func(b *testing.B) { benchPlugin(b, "jsonapi", req, false) })
+}
