@@ -40,8 +40,8 @@
 // Body with ContentLength, TLS non-nil for https, so ParseForm, FormValue
 // and ParseMultipartForm work as usual (multipart files larger than the
 // memory limit need a granted temporary directory). RequestID returns the
-// id the server assigned. The whole request is decoded up front; the body
-// is in memory.
+// id the server assigned, which the SDK also puts in the X-Request-Id
+// header. The whole request is decoded up front; the body is in memory.
 //
 // The http.ResponseWriter behaves like net/http's: an implicit 200, the
 // header frozen when written, Content-Type detected from the body when the
