@@ -438,16 +438,32 @@ func isServerErr(err error) bool {
 	return errors.As(err, &re) && !errors.Is(err, redis.ErrClosed)
 }
 
+// ctxDone returns ctx's error, or context.DeadlineExceeded once its
+// deadline has passed even if ctx does not report it yet: the socket
+// deadline go-redis derives from it can fire a moment before ctx's own
+// timer does.
+func ctxDone(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
 // downReplies are server error prefixes that mean "cannot serve now".
 var downReplies = []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "BUSY", "NOREPLICAS"}
 
-// wrap classifies err from op on key. Errors caused by the caller's own
-// context keep that cause; transport failures and "cannot serve now"
+// wrap classifies err from op on key. When the caller's context is done,
+// the error wraps the context's error; transport failures and "cannot serve now"
 // replies wrap host.ErrBackendDown; other server replies are returned as
 // they are (a bug or misuse, not an outage).
 func (s *Store) wrap(ctx context.Context, op, key string, err error) error {
-	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-		return fmt.Errorf("rediskv: %s %q: %w", op, key, ctx.Err())
+	if cerr := ctxDone(ctx); cerr != nil {
+		// With the context's deadline applied to the socket, its expiry
+		// shows as a network timeout: report the caller's cause instead.
+		return fmt.Errorf("rediskv: %s %q: %w (%v)", op, key, cerr, err)
 	}
 	if isServerErr(err) {
 		msg := err.Error()

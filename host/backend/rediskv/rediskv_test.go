@@ -232,6 +232,17 @@ func TestSlowServerIsDown(t *testing.T) {
 	if _, _, err := s.Get(ctx, "k"); !errors.Is(err, host.ErrBackendDown) {
 		t.Fatalf("Get from a paused server = %v, want ErrBackendDown", err)
 	}
+	// When the caller's deadline is what ran out, that is the cause.
+	dctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	s2, err := New(Config{Addrs: []string{srv.Addr()}, ReadTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if _, _, err := s2.Get(dctx, "k"); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, host.ErrBackendDown) {
+		t.Fatalf("Get past the caller's deadline = %v, want DeadlineExceeded and not ErrBackendDown", err)
+	}
 }
 
 func TestPrefixesIsolate(t *testing.T) {
