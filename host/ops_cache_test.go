@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,6 +93,29 @@ func kvSuite(t *testing.T, tests map[string]func(*testing.T, kvBackend)) {
 }
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// countingHandler counts log records at warn and above.
+type countingHandler struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		h.mu.Lock()
+		h.n++
+		h.mu.Unlock()
+	}
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+func (h *countingHandler) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n
+}
 
 func newKVCall(b kvBackend, plugin string) *host.Call {
 	return &host.Call{Ctx: context.Background(), Plugin: plugin, Grants: &host.Grants{}, Services: b.services, Log: quietLog}
@@ -381,6 +405,8 @@ func TestCacheRedisOutage(t *testing.T) {
 	tok := mustOK(t, c, abi.OpLockAcquire, "l", 60_000, 0)
 	token, _ := tok.Bytes("token")
 	getDegraded := testutil.ToFloat64(metrics.CacheDegraded.WithLabelValues("cache.get"))
+	logs := &countingHandler{}
+	c.Log = slog.New(logs)
 	b.redis.Kill()
 
 	for i := range 20 {
@@ -413,6 +439,10 @@ func TestCacheRedisOutage(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(metrics.CacheDegraded.WithLabelValues("cache.get")) - getDegraded; got != 20 {
 		t.Fatalf("wasmcorn_cache_degraded_total{op=cache.get} grew by %v, want 20", got)
+	}
+	// 180 degraded answers over 9 ops: at most one log line per op.
+	if n := logs.count(); n > 9 {
+		t.Fatalf("%d log lines for 180 degraded answers; want at most one per op", n)
 	}
 
 	b.redis.Start()
