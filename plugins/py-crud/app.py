@@ -8,7 +8,7 @@
     GET    /py-crud/db/<id>           one row by primary key plus one cache
                                       read (the benchmark's /db workload)
 
-The manifest (plugins/py-crud.toml) grants the database "main". The
+The manifest (plugins/py-crud.toml) grants the database "default". The
 schema is created on the first request of each instance (host calls are
 not available while the plugin is pre-initialized).
 """
@@ -17,7 +17,7 @@ import wasmcorn
 from wasmcorn import cache, db
 
 app = wasmcorn.App(prefix="/py-crud")
-conn = db.connect("main")
+conn = db.connect("default")
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS py_items (
     id INTEGER PRIMARY KEY AUTO_INCREMENT_PLACEHOLDER,

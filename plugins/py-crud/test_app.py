@@ -9,7 +9,7 @@ from wasmcorn.testing import FakeHost, TestClient
 @pytest.fixture
 def client():
     plugin._ready = False
-    with FakeHost(databases=("main",)) as host:
+    with FakeHost(databases=("default",)) as host:
         yield TestClient(plugin.app, host=host), host
 
 

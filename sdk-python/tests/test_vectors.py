@@ -156,3 +156,29 @@ def test_vector(vec):
     got = decode(vec["kind"], msg)
     assert normalize(got) == normalize(vec["decoded"])
     assert encode(vec["kind"], vec["decoded"]) == msg
+
+
+def test_decoders_reject_mutations_cleanly():
+    """Decoders raise ABIError and nothing else on mutated and truncated
+    vectors (a deterministic stand-in for the Go fuzz targets)."""
+    import random
+
+    rng = random.Random(1)
+    decoders = {"request": _abi.decode_request, "response": _abi.decode_response, "job": _abi.decode_job,
+                "job_result": _abi.decode_job_result, "values": _abi.decode_values,
+                "reply": lambda b: _abi.split_reply(0, b)}
+    for vec in ALL:
+        msg = bytes.fromhex(vec["hex"])
+        for _ in range(200):
+            b = bytearray(msg)
+            op = rng.randrange(3)
+            if op == 0 and b:
+                b[rng.randrange(len(b))] = rng.randrange(256)
+            elif op == 1:
+                del b[rng.randrange(len(b) + 1):]
+            else:
+                b.insert(rng.randrange(len(b) + 1), rng.randrange(256))
+            try:
+                decoders[vec["kind"]](bytes(b))
+            except _abi.ABIError:
+                pass

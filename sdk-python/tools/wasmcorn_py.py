@@ -208,6 +208,42 @@ def _top_level(dist):
     return [dist.metadata["Name"].lower().replace("-", "_")]
 
 
+_DIST_INFO = re.compile(r"/dist-packages/([^/]+)\.(?:egg-info|dist-info)$")
+
+
+def _debian_requires(dist):
+    """Requirements of a distribution installed by a Debian package, from
+    the package's Depends: Debian strips install_requires from the
+    metadata of python3-* packages (apt resolves them instead)."""
+    meta = getattr(dist, "_path", None)
+    if meta is None or not str(meta).startswith("/usr/lib/python3/dist-packages/"):
+        return []
+    try:
+        owner = subprocess.run(["dpkg", "-S", str(meta)], capture_output=True, text=True, check=True).stdout
+        pkg = owner.split(":", 1)[0].strip()
+        depends = subprocess.run(["dpkg-query", "-W", "-f=${Depends}", pkg], capture_output=True, text=True,
+                                 check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    names = []
+    for group in depends.split(","):
+        alts = [a.strip().split()[0].split(":")[0] for a in group.split("|") if a.strip()]
+        # A group the interpreter satisfies ("python3-importlib-metadata |
+        # python3 (>> 3.10)") needs nothing; only python3-* packages bring
+        # Python distributions.
+        if not alts or not all(a.startswith("python3-") for a in alts):
+            continue
+        try:
+            files = subprocess.run(["dpkg", "-L", alts[0]], capture_output=True, text=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            continue
+        for line in files.splitlines():
+            m = _DIST_INFO.search(line)
+            if m:
+                names.append(m.group(1).split("-")[0])
+    return names
+
+
 def resolve(requirements):
     """Return the installed distributions needed by requirements, with
     their own requirements, in a stable order."""
@@ -224,7 +260,8 @@ def resolve(requirements):
             raise BuildError("dependency %r is not installed for %s (on Debian: apt-get install python3-%s)"
                              % (name, sys.executable, key)) from None
         seen[key] = dist
-        todo.extend(r for r in (_requirement(x) for x in (dist.requires or ())) if r)
+        reqs = [r for r in (_requirement(x) for x in (dist.requires or ())) if r]
+        todo.extend(reqs or _debian_requires(dist))
     return [seen[k] for k in sorted(seen)]
 
 
@@ -268,7 +305,8 @@ def build_files(app_dir, runtime, out_dir):
             "NAME = %r\nAPP = %r\nKIND = %r\nDEPENDENCIES = %r\n"
             % (cfg["name"], cfg["app"], cfg["kind"], deps)).encode()
     tree.add_module("site/_wasmcorn_plugin.py", meta, True)
-    exclude = list(cfg["exclude"]) + ["pyproject.toml", "*.toml"]
+    exclude = list(cfg["exclude"]) + ["pyproject.toml", "manifest.toml", "test_*.py", "*_test.py",
+                                       "tests/*", "conftest.py"]
     skipped = tree.add_dir(app_dir, "app", True, exclude=exclude, what="app")
     if skipped:
         raise BuildError("the app contains native extensions the guest cannot load: %s" % ", ".join(skipped))
@@ -377,7 +415,7 @@ APP_TEMPLATE = '''"""{name}: a wasmcorn Python plugin."""
 
 import wasmcorn
 
-app = wasmcorn.App()
+app = wasmcorn.App(prefix="/{name}")
 
 
 @app.route("/")
@@ -399,6 +437,15 @@ dependencies = []
 app = "app:app"
 '''
 
+MANIFEST_TEMPLATE = '''# {name}: the plugin's manifest; `wasmcorn build` installs it next to the
+# module as {name}.toml. Without a routes key the plugin serves /{name} and
+# /{name}/*. Grant what the app uses:
+#
+# [grants]
+# databases = ["default"]
+# queues = ["{name}"]
+'''
+
 TEST_TEMPLATE = '''"""Run with: /usr/bin/python3 -m pytest (with sdk-python on PYTHONPATH)."""
 
 import app as plugin
@@ -407,7 +454,7 @@ from wasmcorn.testing import TestClient
 
 def test_index():
     client = TestClient(plugin.app)
-    r = client.get("/?name=you")
+    r = client.get("/{name}/?name=you")
     assert r.status == 200
     assert r.get_json() == {{"plugin": "{name}", "hello": "you"}}
 '''
@@ -420,7 +467,7 @@ def new(name, directory):
         raise BuildError("%s exists and is not empty" % directory)
     os.makedirs(directory, exist_ok=True)
     for fname, tmpl in (("app.py", APP_TEMPLATE), ("pyproject.toml", PYPROJECT_TEMPLATE),
-                        ("test_app.py", TEST_TEMPLATE)):
+                        ("manifest.toml", MANIFEST_TEMPLATE), ("test_app.py", TEST_TEMPLATE)):
         with open(os.path.join(directory, fname), "w") as f:
             f.write(tmpl.format(name=name))
     log("created %s (build it with: %s build %s -o plugins/%s.wasm)" % (directory, sys.argv[0], directory, name))
@@ -436,8 +483,9 @@ def main(argv=None):
     b.add_argument("app_dir")
     b.add_argument("-o", "--out", required=True)
     b.add_argument("--runtime", default=DEFAULT_RUNTIME)
-    b.add_argument("--wizer", choices=("auto", "on", "off"), default="auto",
-                   help="pre-initialize with wizer: auto (when installed), on, off")
+    b.add_argument("--wizer", choices=("auto", "on", "off"), default=os.environ.get("WASMCORN_PY_WIZER", "auto"),
+                   help="pre-initialize with wizer: auto (when installed), on, off "
+                        "(default $WASMCORN_PY_WIZER or auto)")
     fl = sub.add_parser("files", help="write the plugin's file tree (what the guest sees at /wasmcorn)")
     fl.add_argument("app_dir")
     fl.add_argument("out_dir")

@@ -464,3 +464,42 @@ func BenchmarkInstantiate(b *testing.B) {
 		})
 	}
 }
+
+// FuzzGuestRequest sends arbitrary request messages to the guest: the C
+// decoder must agree with abi.DecodeRequest (malformed: 400), and the guest
+// must always answer with a well-formed response and never trap.
+func FuzzGuestRequest(f *testing.F) {
+	vs, err := abitest.Load("../../../abi/testdata/vectors.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, v := range vs {
+		if v.Kind == abitest.KindRequest {
+			b, _ := v.Bytes()
+			f.Add(b)
+		}
+	}
+	f.Add(Get("/hello"))
+	fx := newFixture(f, "off", false)
+	in, err := fx.p.Instantiate(context.Background())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		out, err := in.Call(context.Background(), abi.ExportHandle, msg)
+		if err != nil {
+			t.Fatalf("guest failed: %v", err)
+		}
+		var r abi.Response
+		if err := abi.DecodeResponse(out, &r); err != nil {
+			t.Fatalf("malformed response: %v", err)
+		}
+		var req abi.Request
+		if abi.DecodeRequest(msg, &req) != nil && r.Status != 400 {
+			t.Fatalf("malformed request answered %d", r.Status)
+		}
+		if r.Status == 500 {
+			t.Fatalf("request %x: 500 %v", msg, fx.host.Logs())
+		}
+	})
+}
