@@ -9,6 +9,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
 // Synthetic module for BenchmarkInstrumentLoops: functions of type
@@ -214,6 +215,45 @@ func reportCPU(b *testing.B) func() {
 	return func() {
 		if b.N > 0 {
 			b.ReportMetric(float64(cpu()-start)/float64(b.N), "cpu-ns/op")
+		}
+	}
+}
+
+// BenchmarkGoGuest measures the instrumentation overhead on real compiler
+// output: the Go reactor's compute export (sorting, a map, slices) and its
+// checksum export (a byte loop plus crc32), plain and instrumented.
+func BenchmarkGoGuest(b *testing.B) {
+	plain := buildGoGuest(b, "reactor", "-buildmode=c-shared")
+	inst := instrument(b, plain, Options{})
+	for _, fn := range []struct {
+		name string
+		arg  uint64
+	}{{"compute", 20000}, {"checksum", 1 << 16}} {
+		for _, v := range []struct {
+			name string
+			wasm []byte
+		}{{"plain", plain}, {"instrumented", inst}} {
+			b.Run(fn.name+"/"+v.name, func(b *testing.B) {
+				ctx := context.Background()
+				r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+				defer r.Close(ctx)
+				wasi_snapshot_preview1.MustInstantiate(ctx, r)
+				mod, err := r.InstantiateWithConfig(ctx, v.wasm,
+					wazero.NewModuleConfig().WithStartFunctions("_initialize"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				f := mod.ExportedFunction(fn.name)
+				stack := make([]uint64, 1)
+				b.ReportAllocs()
+				defer reportCPU(b)()
+				for b.Loop() {
+					stack[0] = fn.arg
+					if err := f.CallWithStack(ctx, stack); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		}
 	}
 }
