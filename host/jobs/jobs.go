@@ -121,6 +121,26 @@ type Backend interface {
 	Close() error
 }
 
+// DeadLetter is one dead-lettered job, kept for inspection.
+type DeadLetter struct {
+	// Job is the job as last delivered: Attempt is the number of
+	// deliveries it had. Receipt is empty.
+	Job Job `json:"job"`
+	// Reason says why it was dead-lettered (the handler's error, or the
+	// attempt limit).
+	Reason string `json:"reason"`
+	// At is when it was dead-lettered.
+	At time.Time `json:"at"`
+}
+
+// DeadLetterReader is implemented by backends that can list dead letters
+// (both built-in backends do); admin tools type-assert a Backend to it.
+type DeadLetterReader interface {
+	// DeadLetters returns up to n of queue's most recent dead letters,
+	// newest first.
+	DeadLetters(ctx context.Context, queue string, n int) ([]DeadLetter, error)
+}
+
 // QueueStats describes one queue. Counts other than Running and Completed
 // are a snapshot of the shared backend, over every process using it.
 type QueueStats struct {

@@ -874,22 +874,17 @@ func (q *Queue) Stats(ctx context.Context, queue string) (jobs.QueueStats, error
 	return st, nil
 }
 
-// DeadLetter is one entry of a dead-letter stream.
-type DeadLetter struct {
-	Job    jobs.Job
-	Reason string
-	At     time.Time
-}
-
-// DeadLetters returns up to n of queue's most recent dead letters, newest
-// first, for inspection.
-func (q *Queue) DeadLetters(ctx context.Context, queue string, n int) ([]DeadLetter, error) {
+// DeadLetters implements jobs.DeadLetterReader from the dead-letter stream.
+func (q *Queue) DeadLetters(ctx context.Context, queue string, n int) ([]jobs.DeadLetter, error) {
+	if n <= 0 {
+		return nil, nil
+	}
 	s := q.state(queue)
 	msgs, err := q.rdb.XRevRangeN(ctx, s.keys.dead, "+", "-", int64(n)).Result()
 	if err != nil {
 		return nil, q.wrap(ctx, "read dead letters of queue", queue, err)
 	}
-	out := make([]DeadLetter, 0, len(msgs))
+	out := make([]jobs.DeadLetter, 0, len(msgs))
 	for _, m := range msgs {
 		raw, _ := m.Values["j"].(string)
 		attempts, enq, id, payload, err := decode(raw)
@@ -898,7 +893,7 @@ func (q *Queue) DeadLetters(ctx context.Context, queue string, n int) ([]DeadLet
 		}
 		reason, _ := m.Values["reason"].(string)
 		at, _ := strconv.ParseInt(fmt.Sprint(m.Values["at"]), 10, 64)
-		out = append(out, DeadLetter{
+		out = append(out, jobs.DeadLetter{
 			Job:    jobs.Job{Queue: queue, ID: id, Attempt: attempts, Payload: payload, Enqueued: time.UnixMilli(enq)},
 			Reason: reason,
 			At:     time.UnixMilli(at),

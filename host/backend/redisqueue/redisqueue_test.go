@@ -14,7 +14,10 @@ import (
 	"github.com/wasmcorn/wasmcorn/internal/testsvc"
 )
 
-var _ jobs.Backend = (*redisqueue.Queue)(nil)
+var (
+	_ jobs.Backend          = (*redisqueue.Queue)(nil)
+	_ jobs.DeadLetterReader = (*redisqueue.Queue)(nil)
+)
 
 var storeSeq atomic.Int64
 
@@ -90,27 +93,6 @@ func TestOutage(t *testing.T) {
 	})
 	if js[0].ID != id || string(js[0].Payload) != "after" {
 		t.Fatalf("claimed %+v after the restart, want job %s", js[0], id)
-	}
-}
-
-func TestDeadLetters(t *testing.T) {
-	_, srv := stores(t)
-	q := open(t, srv.Addr(), "d:")
-	ctx := context.Background()
-	id, _ := q.Submit(ctx, "q", []byte("poison"), 0)
-	js, err := q.Claim(ctx, "q", 1, time.Minute, time.Second)
-	if err != nil || len(js) != 1 {
-		t.Fatal(js, err)
-	}
-	if err := q.DeadLetter(ctx, js[0], "bad input"); err != nil {
-		t.Fatal(err)
-	}
-	dl, err := q.DeadLetters(ctx, "q", 10)
-	if err != nil || len(dl) != 1 {
-		t.Fatalf("DeadLetters: %v, %v", dl, err)
-	}
-	if d := dl[0]; d.Job.ID != id || string(d.Job.Payload) != "poison" || d.Job.Attempt != 1 || d.Reason != "bad input" || time.Since(d.At) > time.Minute {
-		t.Fatalf("dead letter %+v", d)
 	}
 }
 

@@ -76,7 +76,7 @@ type Queue struct {
 	conn *sql.Conn
 	st   stmts
 	read struct {
-		ready, stats, completed *sql.Stmt
+		ready, stats, completed, dead *sql.Stmt
 	}
 
 	ops        chan *op
@@ -239,6 +239,8 @@ func (q *Queue) init(ctx context.Context) error {
 		(SELECT count(*) FROM wasmcorn_jobs WHERE queue = ?1 AND state < 2 AND visible_at > ?2 AND state = 0 AND attempt > 0),
 		(SELECT count(*) FROM wasmcorn_jobs WHERE queue = ?1 AND state = 2)`)
 	prep(&q.read.completed, q.rdb, `SELECT completed FROM wasmcorn_job_counters WHERE queue = ?`)
+	prep(&q.read.dead, q.rdb, `SELECT id, attempt, created_at, payload, coalesce(last_error, ''), visible_at
+		FROM wasmcorn_jobs WHERE queue = ? AND state = 2 ORDER BY visible_at DESC, id DESC LIMIT ?`)
 	if err != nil {
 		return fmt.Errorf("prepare statements: %w", err)
 	}
@@ -297,17 +299,37 @@ func putOp(o *op) {
 // strand the jobs it leased.
 func (q *Queue) do(ctx context.Context, o *op) error {
 	if err := ctx.Err(); err != nil {
-		return err
+		return fmt.Errorf("sqlitequeue: %s: %w", o.describe(), err)
 	}
 	q.closeMu.RLock()
 	if q.closed {
 		q.closeMu.RUnlock()
-		return jobs.ErrClosed
+		return fmt.Errorf("sqlitequeue: %s: %w", o.describe(), jobs.ErrClosed)
 	}
 	q.ops <- o
 	q.closeMu.RUnlock()
 	<-o.done
 	return o.err
+}
+
+// describe names o for errors.
+func (o *op) describe() string {
+	switch o.kind {
+	case opSubmit:
+		return fmt.Sprintf("submit to queue %q", o.queue)
+	case opClaim:
+		return fmt.Sprintf("claim from queue %q", o.queue)
+	case opPeriodic:
+		return fmt.Sprintf("submit periodic job %q to queue %q", o.name, o.queue)
+	case opAck:
+		return fmt.Sprintf("ack job %s of queue %q", o.job.ID, o.job.Queue)
+	case opRetry:
+		return fmt.Sprintf("retry job %s of queue %q", o.job.ID, o.job.Queue)
+	case opDead:
+		return fmt.Sprintf("dead-letter job %s of queue %q", o.job.ID, o.job.Queue)
+	default:
+		return fmt.Sprintf("release job %s of queue %q", o.job.ID, o.job.Queue)
+	}
 }
 
 // writer executes queued ops in batches, one transaction per batch.
@@ -591,7 +613,7 @@ func (q *Queue) claimOnce(ctx context.Context, queue string, max int, lease time
 	defer putOp(o)
 	o.queue, o.max, o.delay = queue, max, lease
 	err := q.do(ctx, o)
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return nil, nil
 	}
 	return o.jobs, err
@@ -670,6 +692,34 @@ func (q *Queue) Stats(ctx context.Context, queue string) (jobs.QueueStats, error
 	return s, nil
 }
 
+// DeadLetters implements jobs.DeadLetterReader: dead-lettered rows stay in
+// the table, in state 2, until deleted by hand.
+func (q *Queue) DeadLetters(ctx context.Context, queue string, n int) ([]jobs.DeadLetter, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	rows, err := q.read.dead.QueryContext(ctx, queue, n)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitequeue: dead letters of queue %q: %w", queue, err)
+	}
+	defer rows.Close()
+	var out []jobs.DeadLetter
+	for rows.Next() {
+		var id, attempt, created, at int64
+		var d jobs.DeadLetter
+		if err := rows.Scan(&id, &attempt, &created, &d.Job.Payload, &d.Reason, &at); err != nil {
+			return nil, fmt.Errorf("sqlitequeue: dead letters of queue %q: %w", queue, err)
+		}
+		d.Job.Queue, d.Job.ID, d.Job.Attempt = queue, strconv.FormatInt(id, 10), int(attempt)
+		d.Job.Enqueued, d.At = time.UnixMilli(created), time.UnixMilli(at)
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlitequeue: dead letters of queue %q: %w", queue, err)
+	}
+	return out, nil
+}
+
 // Close stops the writer after the operations already queued and closes
 // the database. Claims waiting for work return ErrClosed.
 func (q *Queue) Close() error {
@@ -688,7 +738,7 @@ func (q *Queue) Close() error {
 
 func (q *Queue) closeDBs() error {
 	for _, s := range []*sql.Stmt{q.st.insert, q.st.claim, q.st.del, q.st.count, q.st.retry,
-		q.st.dead, q.st.release, q.st.slot, q.st.pruneSlots, q.read.ready, q.read.stats, q.read.completed} {
+		q.st.dead, q.st.release, q.st.slot, q.st.pruneSlots, q.read.ready, q.read.stats, q.read.completed, q.read.dead} {
 		if s != nil {
 			s.Close()
 		}

@@ -13,8 +13,9 @@ import (
 )
 
 var (
-	_ jobs.Backend = (*sqlitequeue.Queue)(nil)
-	_ host.Queue   = (*sqlitequeue.Queue)(nil)
+	_ jobs.Backend          = (*sqlitequeue.Queue)(nil)
+	_ jobs.DeadLetterReader = (*sqlitequeue.Queue)(nil)
+	_ host.Queue            = (*sqlitequeue.Queue)(nil)
 )
 
 // open opens the queue at path, closed by t.Cleanup.

@@ -229,6 +229,51 @@ func Backend(t *testing.T, newStore NewStore) {
 		}
 	})
 
+	t.Run("DeadLetters", func(t *testing.T) {
+		b := newStore(t)(t)
+		dr, ok := b.(jobs.DeadLetterReader)
+		if !ok {
+			t.Skip("backend does not list dead letters")
+		}
+		var ids []string
+		for i := range 3 {
+			ids = append(ids, submit(t, b, "q", "poison-"+strconv.Itoa(i), 0))
+		}
+		submit(t, b, "other", "x", 0)
+		for i := range 3 {
+			j := claimOne(t, b, "q", time.Minute, time.Second)
+			if i == 2 { // a second attempt before giving up
+				if err := b.Retry(ctx(), j, 0, "transient"); err != nil {
+					t.Fatal(err)
+				}
+				j = claimOne(t, b, "q", time.Minute, 5*time.Second)
+			}
+			time.Sleep(2 * time.Millisecond) // distinct dead-letter times
+			if err := b.DeadLetter(ctx(), j, "bad input "+string(j.Payload)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		oj := claimOne(t, b, "other", time.Minute, time.Second)
+		if err := b.DeadLetter(ctx(), oj, "other queue"); err != nil {
+			t.Fatal(err)
+		}
+		dl, err := dr.DeadLetters(ctx(), "q", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dl) != 2 {
+			t.Fatalf("DeadLetters(q, 2) returned %d", len(dl))
+		}
+		newest := dl[0]
+		if newest.Job.ID != ids[2] || string(newest.Job.Payload) != "poison-2" || newest.Job.Attempt != 2 ||
+			newest.Job.Queue != "q" || newest.Reason != "bad input poison-2" || time.Since(newest.At) > time.Minute || newest.At.Before(dl[1].At) {
+			t.Fatalf("newest dead letter %+v (next %+v), want job %s attempt 2", newest, dl[1], ids[2])
+		}
+		if all, _ := dr.DeadLetters(ctx(), "q", 10); len(all) != 3 {
+			t.Fatalf("DeadLetters(q, 10) returned %d, want 3", len(all))
+		}
+	})
+
 	t.Run("RetryWithoutDelay", func(t *testing.T) {
 		b := newStore(t)(t)
 		submit(t, b, "q", "x", 0)
@@ -682,6 +727,69 @@ func Runner(t *testing.T, newStore NewStore) {
 		Eventually(t, 20*time.Second, "both jobs completed", func() bool { return stats(t, b, "q").Completed == 2 })
 		if o, n := oldRec.snapshot(), newRec.snapshot(); len(o) != 1 || o[0].id != first || n[0].id != second {
 			t.Fatalf("old executor ran %+v, new ran %+v", o, n)
+		}
+	})
+
+	t.Run("RemoveQueue", func(t *testing.T) {
+		b := newStore(t)(t)
+		release := make(chan struct{})
+		started := make(chan struct{}, 1)
+		ex := jobs.ExecutorFunc(func(c context.Context, j *abi.Job) (abi.JobResult, error) {
+			started <- struct{}{}
+			<-release
+			return abi.JobResult{}, nil
+		})
+		r := newRunner(t, b, jobs.Options{})
+		if err := r.SetQueue(jobs.QueueConfig{Queue: "q"}, ex); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Start(); err != nil {
+			t.Fatal(err)
+		}
+		submit(t, b, "q", "running", 0)
+		<-started
+		done := make(chan error, 1)
+		go func() { done <- r.RemoveQueue(ctx(), "q") }()
+		select {
+		case err := <-done:
+			t.Fatalf("RemoveQueue returned (%v) while a job was running", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Queues(); len(got) != 0 {
+			t.Fatalf("Queues after RemoveQueue = %v", got)
+		}
+		wantStats(t, b, "q", jobs.QueueStats{Completed: 1})
+		// Nothing consumes the queue any more.
+		submit(t, b, "q", "left", 0)
+		time.Sleep(300 * time.Millisecond)
+		if s := stats(t, b, "q"); s.Ready != 1 {
+			t.Fatalf("a removed queue was still consumed: %+v", s)
+		}
+	})
+
+	t.Run("ExecutorPanicIsRetried", func(t *testing.T) {
+		b := newStore(t)(t)
+		rec := newRecorder(func(j *abi.Job) (abi.JobResult, error) {
+			if j.Attempt == 1 {
+				panic("executor bug")
+			}
+			return abi.JobResult{}, nil
+		})
+		r := newRunner(t, b, jobs.Options{})
+		if err := r.SetQueue(jobs.QueueConfig{Queue: "q"}, rec); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Start(); err != nil {
+			t.Fatal(err)
+		}
+		submit(t, b, "q", "x", 0)
+		Eventually(t, 20*time.Second, "job completed after the panic", func() bool { return stats(t, b, "q").Completed == 1 })
+		if runs := rec.snapshot(); len(runs) != 2 {
+			t.Fatalf("runs = %+v, want 2", runs)
 		}
 	})
 
