@@ -151,6 +151,16 @@ func TestLoadFailures(t *testing.T) {
 	}
 }
 
+func TestInitializeUnderDeadline(t *testing.T) {
+	rt := newTestRuntime(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := rt.Load(ctx, PluginSpec{Name: "initspin", Wasm: testdata(t, "initspin"), Pool: DefaultPoolConfig(), Limits: DefaultLimits()})
+	if !errors.Is(err, engine.ErrInit) || !strings.Contains(err.Error(), "did not finish") {
+		t.Fatalf("got %v, want ErrInit saying _initialize did not finish", err)
+	}
+}
+
 func TestTrapReplacesInstance(t *testing.T) {
 	rt := newTestRuntime(t)
 	p := load(t, rt, "trap", nil)

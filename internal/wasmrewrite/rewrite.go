@@ -34,10 +34,9 @@
 // "unreachable". The store is a plain word write that the guest observes at
 // its next tick, i.e. within TickEvery loop iterations. Reset the global to
 // 0 before reusing the instance, and only once the interrupting write is
-// known to have happened (Guard.Disarm guarantees that).
-//
-// Watchdog and Guard implement per-call deadlines on top of this with one
-// scanning goroutine and no per-call timer, goroutine or allocation.
+// known to have happened. The wasmcorn host does this with one scanning
+// watchdog goroutine per runtime (host/watchdog.go) and discards an
+// interrupted instance instead of resetting it.
 //
 // What is not covered: a start-section function runs inside instantiation,
 // before the host can reach the global (instantiate without start functions

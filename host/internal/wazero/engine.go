@@ -10,10 +10,14 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -35,9 +39,10 @@ func init() { engine.Register(Name, New) }
 // deadlines), and guarded, compiled with WithCloseOnContextDone for modules
 // the rewriter cannot handle, so every deadline holds either way.
 type Engine struct {
-	cache   wazero.CompilationCache
-	plain   wazero.Runtime
-	guarded wazero.Runtime
+	cache    wazero.CompilationCache
+	plain    wazero.Runtime
+	guarded  wazero.Runtime
+	cacheDir string // also holds instrumented modules, keyed by input hash
 }
 
 // New returns a wazero engine. cfg.CacheDir, when set, holds compiled code
@@ -81,7 +86,7 @@ func New(cfg engine.Config) (engine.Engine, error) {
 		}
 		return rt, nil
 	}
-	e := &Engine{cache: cache}
+	e := &Engine{cache: cache, cacheDir: cfg.CacheDir}
 	var err error
 	if e.plain, err = mk(false); err != nil {
 		return nil, err
@@ -110,15 +115,14 @@ func (e *Engine) Compile(ctx context.Context, name string, wasm []byte, cfg engi
 	rt := e.plain
 	mode := "off"
 	code := wasm
+	sum := sha256.Sum256(wasm)
 	if cfg.Interruptible {
 		rt, mode = e.guarded, "guarded"
-		if instrument != nil {
-			if out, err := instrument(wasm); err == nil {
-				code, rt, mode = out, e.plain, "instrumented"
-			}
+		if out, ok := e.instrumented(wasm, sum); ok {
+			code, rt, mode = out, e.plain, "instrumented"
 		}
 	}
-	cm, err := rt.CompileModule(ctx, code)
+	cm, err := compileGuarded(ctx, rt, code)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %q: compile: %w", name, err)
 	}
@@ -127,17 +131,15 @@ func (e *Engine) Compile(ctx context.Context, name string, wasm []byte, cfg engi
 		return nil, err
 	}
 	_, hasInit := cm.ExportedFunctions()[abi.ExportInitialize]
+	// _initialize is called by Instantiate itself, not as a start function,
+	// so that it runs under a deadline like every other call.
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithSysWalltime().
 		WithSysNanotime().
 		WithSysNanosleep().
 		WithRandSource(rand.Reader)
-	if hasInit {
-		mc = mc.WithStartFunctions(abi.ExportInitialize)
-	} else {
-		mc = mc.WithStartFunctions()
-	}
+	mc = mc.WithStartFunctions()
 	for k, v := range cfg.Env {
 		mc = mc.WithEnv(k, v)
 	}
@@ -155,10 +157,55 @@ func (e *Engine) Compile(ctx context.Context, name string, wasm []byte, cfg engi
 	limit := uint64(cfg.MaxMemoryPages) * 65536
 	_, hasJob := cm.ExportedFunctions()[abi.ExportJob]
 	return &module{
-		name: name, rt: rt, cm: cm, mc: mc, cfg: cfg, mode: mode, hasJob: hasJob,
+		name: name, rt: rt, cm: cm, mc: mc, cfg: cfg, mode: mode, hasJob: hasJob, hasInit: hasInit,
 		allocCtx: experimental.WithMemoryAllocator(context.Background(), newAllocator(limit)),
-		hash:     sha256.Sum256(wasm),
+		hash:     sum,
 	}, nil
+}
+
+// compileGuarded compiles with a recover: wazero v1.12 can panic on some
+// malformed modules (found by fuzzing), and a hostile plugin must never take
+// the server down.
+func compileGuarded(ctx context.Context, rt wazero.Runtime, code []byte) (cm wazero.CompiledModule, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			cm, err = nil, fmt.Errorf("malformed module (the compiler panicked: %v)", r)
+		}
+	}()
+	return rt.CompileModule(ctx, code)
+}
+
+// instrumented returns the loop-instrumented module, from the on-disk cache
+// when an earlier load made it (the rewrite is deterministic). ok is false
+// when the module cannot be instrumented: it then runs guarded.
+func (e *Engine) instrumented(wasm []byte, sum [32]byte) ([]byte, bool) {
+	if instrument == nil {
+		return nil, false
+	}
+	var path string
+	if e.cacheDir != "" {
+		path = filepath.Join(e.cacheDir, "instrumented", hex.EncodeToString(sum[:])+".wasm")
+		if b, err := os.ReadFile(path); err == nil {
+			return b, true
+		}
+	}
+	out, err := instrument(wasm)
+	if err != nil {
+		return nil, false
+	}
+	if path != "" {
+		// Write then rename, so a concurrent or crashed writer never leaves
+		// a partial file under the final name.
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
+			tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+			if os.WriteFile(tmp, out, 0o644) == nil {
+				if os.Rename(tmp, path) != nil {
+					os.Remove(tmp)
+				}
+			}
+		}
+	}
+	return out, true
 }
 
 type sig struct {
@@ -270,6 +317,7 @@ type module struct {
 	cfg      engine.ModuleConfig
 	mode     string // off, instrumented or guarded
 	hasJob   bool
+	hasInit  bool
 	allocCtx context.Context
 	hash     [32]byte
 }
@@ -320,6 +368,12 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 		}
 		in.interruptG = g
 	}
+	if m.hasInit {
+		if err := in.initialize(ctx); err != nil {
+			_ = mod.Close(ctx)
+			return nil, fmt.Errorf("plugin %q: %w: _initialize: %v", m.name, engine.ErrInit, err)
+		}
+	}
 	v := mod.ExportedFunction(abi.ExportVersion)
 	in.ectx.Context = ctx
 	res, err := v.Call(&in.ectx)
@@ -333,6 +387,29 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 			m.name, engine.ErrABIVersion, got, abi.Version)
 	}
 	return in, nil
+}
+
+// InitTimeout bounds a guest's _initialize when ctx has no earlier deadline.
+const InitTimeout = 60 * time.Second
+
+// initialize runs _initialize, interrupting it at ctx's deadline or after
+// InitTimeout. Instantiation is rare, so a timer per call is fine here.
+func (in *instance) initialize(ctx context.Context) error {
+	d := InitTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		d = time.Until(dl)
+	}
+	cctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	t := time.AfterFunc(d, in.Interrupt)
+	in.ectx.Context = cctx
+	_, err := in.m.ExportedFunction(abi.ExportInitialize).Call(&in.ectx)
+	if !t.Stop() {
+		// The timer fired (or is firing): the instance is or will be
+		// interrupted, so it is unusable even if _initialize returned.
+		return fmt.Errorf("did not finish within %v", d)
+	}
+	return err
 }
 
 // interruptExport must match wasmrewrite.InterruptExport.
