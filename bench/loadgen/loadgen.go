@@ -710,7 +710,7 @@ func (w *worker) do(start time.Time) (out, status int, n int64, latency time.Dur
 		w.closeConn()
 	}
 	if status < 200 || status > 299 {
-		return outStatus, status, n, latency, fmt.Errorf("status %d", status)
+		return outStatus, status, n, latency, statusError(status, w.resp.Body())
 	}
 	if cfg.Check != nil {
 		if err := cfg.Check(status, w.resp.Body()); err != nil {
@@ -745,6 +745,18 @@ func (w *worker) dial() error {
 }
 
 var errStopped = errors.New("run stopped")
+
+// statusError describes a non-2xx response with the start of its body.
+func statusError(status int, body []byte) error {
+	body = bytes.TrimSpace(body)
+	if len(body) > 120 {
+		body = body[:120]
+	}
+	if len(body) == 0 {
+		return fmt.Errorf("status %d", status)
+	}
+	return fmt.Errorf("status %d: %q", status, body)
+}
 
 func (w *worker) closeConn() {
 	w.mu.Lock()

@@ -97,7 +97,7 @@ func TestErrorAccounting(t *testing.T) {
 	if res.Connects != 1 {
 		t.Errorf("Connects = %d, want 1 with keep-alive", res.Connects)
 	}
-	if res.ErrorSamples["check"] != "body is not ok" || res.ErrorSamples["status"] == "" {
+	if res.ErrorSamples["check"] != "body is not ok" || !strings.HasPrefix(res.ErrorSamples["status"], `status 500: "boom"`) {
 		t.Errorf("ErrorSamples = %v", res.ErrorSamples)
 	}
 	if res.BytesRead <= 0 || res.Latency.P50 <= 0 || res.Latency.Max < res.Latency.P99 {

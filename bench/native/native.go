@@ -71,6 +71,7 @@ type Config struct {
 type Server struct {
 	cfg    Config
 	db     *sql.DB
+	world  *sql.Stmt // workload.SelectWorld, prepared once (re-prepared per connection by database/sql)
 	rdb    *redis.Client
 	mem    *memCache
 	static fasthttp.RequestHandler
@@ -82,8 +83,8 @@ type Server struct {
 	workerDone chan struct{}
 }
 
-// New opens the configured backends (lazily: a database that is down fails
-// requests, not New) and starts the queue worker.
+// New opens the configured backends, prepares the row query (so the
+// database must be up), and starts the queue worker.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.Cache == "" {
 		cfg.Cache = "memory"
@@ -113,6 +114,16 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		s.db.SetMaxIdleConns(cfg.DBMaxOpenConns)
 		s.db.SetConnMaxLifetime(DefaultDBConnMaxLife)
 		s.db.SetConnMaxIdleTime(DefaultDBConnMaxIdle)
+		// A prepared statement, as Go services do for hot queries (and as
+		// wasmcorn's host does by itself for repeated SQL): one round trip
+		// per query instead of prepare, execute, close.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s.world, err = s.db.PrepareContext(ctx, workload.SelectWorld)
+		cancel()
+		if err != nil {
+			s.db.Close()
+			return nil, fmt.Errorf("native: prepare %q: %w", workload.SelectWorld, err)
+		}
 	}
 	if cfg.RedisAddr != "" {
 		s.rdb = redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, PoolSize: cfg.RedisPoolSize})
@@ -147,6 +158,7 @@ func (s *Server) Close() error {
 		<-s.workerDone
 	}
 	if s.db != nil {
+		s.world.Close()
 		s.db.Close()
 	}
 	if s.rdb != nil {
@@ -210,7 +222,7 @@ func (s *Server) id(ctx *fasthttp.RequestCtx) (int, bool) {
 
 func (s *Server) loadRow(ctx context.Context, id int) (workload.World, error) {
 	var w workload.World
-	err := s.db.QueryRowContext(ctx, workload.SelectWorld, id).Scan(&w.ID, &w.RandomNumber)
+	err := s.world.QueryRowContext(ctx, id).Scan(&w.ID, &w.RandomNumber)
 	return w, err
 }
 

@@ -598,13 +598,16 @@ func measure(ctx context.Context, env *Env, opts *Options, sc *Scenario, t Targe
 	return m
 }
 
-// waitServing sends single requests until one succeeds (pools warming,
-// Django importing), for up to a minute.
+// waitServing sends single requests until one succeeds, for up to a
+// minute: the server may still be starting (connection refused) or warming
+// its pools (503). Three answers of another 5xx in a row mean it is broken.
 func waitServing(ctx context.Context, cfg loadgen.Config) error {
 	cfg.Connections, cfg.Requests, cfg.Duration, cfg.Warmup, cfg.Progress = 1, 1, 0, 0, nil
+	cfg.Stop, cfg.OnMeasure = nil, nil
 	cfg.Timeout = 10 * time.Second
 	deadline := time.Now().Add(time.Minute)
 	var last string
+	broken := 0
 	for time.Now().Before(deadline) {
 		res, err := loadgen.Run(ctx, cfg)
 		if err != nil {
@@ -615,6 +618,18 @@ func waitServing(ctx context.Context, cfg loadgen.Config) error {
 		}
 		for k, v := range res.ErrorSamples {
 			last = k + ": " + v
+		}
+		broken++
+		for code := range res.StatusCodes {
+			if code < 500 || code == 503 {
+				broken = 0
+			}
+		}
+		if res.Errors.Status == 0 {
+			broken = 0
+		}
+		if broken >= 3 {
+			return fmt.Errorf("the server fails: %s", last)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

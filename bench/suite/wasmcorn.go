@@ -49,8 +49,8 @@ func skipf(format string, a ...any) error { return &skipError{fmt.Sprintf(format
 const (
 	pluginHello   = "hello"    // /json (plugins/hello)
 	pluginJSONAPI = "jsonapi"  // /jsonstruct (plugins/jsonapi, at /jsonapi/)
-	pluginBench   = "benchapp" // /db, /cached, /queue
-	pluginPyBench = "pybench"  // the Python variants
+	pluginBench   = "benchapp" // /db, /cached, /queue (bench/plugins/benchapp)
+	pluginPyBench = "pybench"  // the Python variants (bench/plugins/pybench)
 	benchNS       = "bench"    // the bench plugins' cache namespace
 )
 
@@ -149,7 +149,18 @@ func (t *wasmcornTarget) WorldCacheEntry(id int) (string, string) {
 
 // pluginFile returns the .wasm of plugin name: built from the repository
 // when its sources are there, else from the prebuilt plugins directory.
-func (t *wasmcornTarget) pluginFile(name string) (string, error) {
+func (t *wasmcornTarget) pluginFile(ctx context.Context, name string) (string, error) {
+	if name == pluginBench || name == pluginPyBench {
+		p, err := benchPlugin(ctx, name)
+		var skip *skipError
+		if err == nil || !errors.As(err, &skip) {
+			return p, err
+		}
+		if q := filepath.Join(t.pluginsDir, name+".wasm"); fileExists(q) {
+			return q, nil
+		}
+		return "", err
+	}
 	if p, err := testplugins.Compile(name); err == nil {
 		return p, nil
 	} else if !errors.Is(err, testplugins.ErrUnknownPlugin) && !strings.Contains(err.Error(), "no go.mod") {
@@ -185,6 +196,21 @@ methods = ["POST"]
 [grants]
 databases = ["bench"]
 queues = ["bench"]
+cache_namespace = "bench"
+
+[[jobs]]
+queue = "bench"
+concurrency = 4
+{{end}}{{define "pybench"}}[[routes]]
+path = "/json"
+methods = ["GET"]
+
+[[routes]]
+path = "/db"
+methods = ["GET"]
+
+[grants]
+databases = ["bench"]
 cache_namespace = "bench"
 {{end}}`))
 
@@ -251,7 +277,7 @@ func (t *wasmcornTarget) Start(ctx context.Context, env *Env, sc *Scenario) (Ins
 		}
 	}
 	if role != "" {
-		src, err := t.pluginFile(role)
+		src, err := t.pluginFile(ctx, role)
 		if err != nil {
 			return nil, err
 		}
@@ -263,8 +289,10 @@ func (t *wasmcornTarget) Start(ctx context.Context, env *Env, sc *Scenario) (Ins
 		switch role {
 		case pluginHello:
 			tmpl = "hello"
-		case pluginBench, pluginPyBench:
+		case pluginBench:
 			tmpl = "bench"
+		case pluginPyBench:
+			tmpl = "pybench"
 		}
 		if tmpl != "" {
 			var b bytes.Buffer
