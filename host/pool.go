@@ -246,7 +246,7 @@ func (pl *pool) call(ctx context.Context, export string, reqID []byte, msg []byt
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	in.cctx.parent = ctx
+	in.cctx.setParent(ctx)
 	in.call.Ctx = &in.cctx
 	in.call.reqID = reqID
 	pl.wd.arm(in, deadline)
@@ -259,7 +259,7 @@ func (pl *pool) call(ctx context.Context, export string, reqID []byte, msg []byt
 		err = fmt.Errorf("plugin %q: %w: %v", pl.p.name, engine.ErrInterrupted, err)
 	}
 	in.call.End()
-	in.cctx.parent = nil
+	in.cctx.setParent(nil)
 	pl.busy.Add(-1)
 	broken := expired // an interrupted instance is never reused
 	if err != nil {

@@ -190,8 +190,20 @@ func (c *callCtx) Err() error {
 }
 
 func (c *callCtx) Value(key any) any {
-	if c.parent == nil {
+	c.mu.Lock()
+	parent := c.parent
+	c.mu.Unlock()
+	if parent == nil {
 		return nil
 	}
-	return c.parent.Value(key)
+	return parent.Value(key)
+}
+
+// setParent sets the caller's context of the next call (nil when idle).
+// It takes mu: goroutines a backend started during an earlier call (such as
+// database/sql's Rows watcher) may still call Err or Value.
+func (c *callCtx) setParent(p context.Context) {
+	c.mu.Lock()
+	c.parent = p
+	c.mu.Unlock()
 }
