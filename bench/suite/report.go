@@ -98,6 +98,11 @@ type Measurement struct {
 	// NewMySQLConns is the growth of MariaDB's Connections counter during
 	// the measured period; -1 when unknown.
 	NewMySQLConns int64 `json:"new_mysql_connections"`
+	// JobsExecuted counts queued jobs the target executed during the
+	// measured period (queue scenarios; -1 when unknown), JobsPerSecond
+	// per second of it. Submission rate is Throughput.
+	JobsExecuted  int64   `json:"jobs_executed"`
+	JobsPerSecond float64 `json:"jobs_per_second,omitempty"`
 	// Runs lists the throughput of every repeat when there were several;
 	// the other fields are those of the median run.
 	Runs []float64 `json:"runs,omitempty"`
@@ -436,6 +441,21 @@ func (r *Report) Markdown(w io.Writer, chart string) error {
 		"Server CPU/req: user+system time of the target's whole process tree during the measured period, divided by requests. " +
 		"Peak RSS: sum of VmHWM over the target's processes (pages shared between forked workers count once per process); " +
 		"PSS splits shared pages. New MySQL conns: growth of MariaDB's Connections counter during the measured period.\n\n")
+
+	var queue []Measurement
+	for _, m := range r.Results {
+		if m.JobsExecuted >= 0 && m.ok() && strings.HasPrefix(m.Scenario, "queue") {
+			queue = append(queue, m)
+		}
+	}
+	if len(queue) > 0 {
+		p("## Queue: jobs submitted over HTTP and executed in the same process\n\n")
+		p("| scenario | target | submitted/s | executed/s | executed during the run |\n|---|---|---:|---:|---:|\n")
+		for _, m := range queue {
+			p("| %s | %s | %s | %s | %d |\n", m.Scenario, m.Target, num(m.Throughput), num(m.JobsPerSecond), m.JobsExecuted)
+		}
+		p("\n")
+	}
 
 	p("## Scenarios\n\n")
 	for _, s := range r.Scenarios {

@@ -77,7 +77,7 @@ func Scenarios() []Scenario {
 			Description: "row from Redis (loaded from MariaDB on a miss)"},
 		{Name: "queue", Path: "/queue", Method: http.MethodPost, Body: []byte(workload.JobPayload),
 			NeedsRedis: true, Queue: "redis",
-			Description: "submit one small job to a Redis-backed queue"},
+			Description: "submit one small job to a Redis-backed queue; native (Redis Streams) and wasmcorn execute the jobs in-process, the classic stacks only LPUSH them (the broker half of celery/RQ)"},
 		{Name: "queue-sqlite", Path: "/queue", Method: http.MethodPost, Body: []byte(workload.JobPayload),
 			Queue: "sqlite", SameAs: "queue",
 			Description: "submit one small job to wasmcorn's embedded SQLite queue (wasmcorn only)"},

@@ -505,10 +505,17 @@ func measure(ctx context.Context, env *Env, opts *Options, sc *Scenario, t Targe
 	}
 
 	var before proc.Usage
-	var connsBefore int64 = -1
+	var connsBefore, jobsBefore int64 = -1, -1
 	var usageErr error
+	jobs, countJobs := inst.(JobCounter)
+	countJobs = countJobs && sc.Queue != ""
 	cfg.OnMeasure = func() {
 		before, usageErr = proc.TreeUsage(inst.Pids()...)
+		if countJobs {
+			if n, err := jobs.JobsExecuted(ctx); err == nil {
+				jobsBefore = n
+			}
+		}
 		if env.MariaDB != nil {
 			if n, err := env.MariaDB.Connections(ctx); err == nil {
 				connsBefore = n
@@ -558,6 +565,13 @@ func measure(ctx context.Context, env *Env, opts *Options, sc *Scenario, t Targe
 	}
 	res, err := loadgen.Run(ctx, cfg)
 	after, afterErr := proc.TreeUsage(inst.Pids()...)
+	m.JobsExecuted = -1
+	if countJobs && jobsBefore >= 0 {
+		if n, err := jobs.JobsExecuted(ctx); err == nil && res.Duration > 0 {
+			m.JobsExecuted = n - jobsBefore
+			m.JobsPerSecond = float64(m.JobsExecuted) / res.Duration.Seconds()
+		}
+	}
 	if env.MariaDB != nil && connsBefore >= 0 {
 		if n, err := env.MariaDB.Connections(ctx); err == nil {
 			m.NewMySQLConns = n - connsBefore

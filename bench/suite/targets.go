@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +56,12 @@ type Instance interface {
 	Pids() []int
 	// Stop stops every process of the instance.
 	Stop() error
+}
+
+// JobCounter is an Instance that reports how many queued jobs it has
+// executed so far (the queue scenarios).
+type JobCounter interface {
+	JobsExecuted(ctx context.Context) (int64, error)
 }
 
 // Reloader is an Instance that can replace its plugin while serving
@@ -126,7 +133,7 @@ func (t *nativeTarget) Start(ctx context.Context, env *Env, sc *Scenario) (Insta
 			return nil, err
 		}
 		if lastErr = proc.WaitTCP(ctx, addr, p, 30*time.Second); lastErr == nil {
-			return &procInstance{url: "http://" + addr, procs: []*proc.Process{p}}, nil
+			return &nativeInstance{procInstance{url: "http://" + addr, procs: []*proc.Process{p}}}, nil
 		}
 		_ = p.Stop(5 * time.Second)
 	}
@@ -157,6 +164,39 @@ func (i *procInstance) Stop() error {
 		}
 	}
 	return first
+}
+
+type nativeInstance struct{ procInstance }
+
+// JobsExecuted reads the native worker's counter from /queue/stats.
+func (i *nativeInstance) JobsExecuted(ctx context.Context) (int64, error) {
+	var st struct {
+		Executed int64 `json:"executed"`
+	}
+	if err := getJSON(ctx, i.url+"/queue/stats", &st); err != nil {
+		return 0, err
+	}
+	return st.Executed, nil
+}
+
+// getJSON GETs url and decodes its JSON answer into v.
+func getJSON(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	return nil
 }
 
 // classicTarget is one classic Django stack.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"debug/buildinfo"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -235,10 +234,13 @@ enabled = false
 [[static]]
 prefix = "/static/"
 dir = "{{.StaticDir}}"
-{{if .MySQL}}
+
 [databases.bench]
-driver = "mysql"
+{{if .MySQL}}driver = "mysql"
 dsn = "{{.MySQL}}"
+{{else}}# no MariaDB in this run: the plugins' grant needs a database "bench"
+driver = "sqlite"
+dsn = "{{.Dir}}/bench.db"
 {{end}}
 [cache]
 backend = "{{.Cache}}"
@@ -446,25 +448,59 @@ func (i *wasmcornInstance) adminReload(ctx context.Context) error {
 	return nil
 }
 
-// pluginHash reads the serving version's hash from /status.json.
-func (i *wasmcornInstance) pluginHash(ctx context.Context) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, i.admin+"/status.json", nil)
+// JobsExecuted sums the acknowledged deliveries of queue "bench" from the
+// admin listener's /metrics (wasmcorn_jobs_processed_total, outcome ok).
+func (i *wasmcornInstance) JobsExecuted(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, i.admin+"/metrics", nil)
 	if err != nil {
-		return "", err
+		return 0, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return "", err
+		return 0, err
 	}
 	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	return metricSum(string(body), "wasmcorn_jobs_processed_total", `outcome="ok"`, `queue="`+workload.QueueName+`"`), nil
+}
+
+// metricSum adds the values of the samples of metric whose labels contain
+// every one of labels, from Prometheus text exposition.
+func metricSum(text, metric string, labels ...string) int64 {
+	var sum float64
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, metric+"{")
+		if !ok {
+			continue
+		}
+		lbl, val, ok := strings.Cut(rest, "} ")
+		if !ok {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			match = match && strings.Contains(lbl, l)
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); match && err == nil {
+			sum += v
+		}
+	}
+	return int64(sum)
+}
+
+// pluginHash reads the serving version's hash from /status.json.
+func (i *wasmcornInstance) pluginHash(ctx context.Context) (string, error) {
 	var st struct {
 		Plugins []struct {
 			Name string `json:"name"`
 			Hash string `json:"hash"`
 		} `json:"plugins"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return "", fmt.Errorf("status.json: %w", err)
+	if err := getJSON(ctx, i.admin+"/status.json", &st); err != nil {
+		return "", err
 	}
 	for _, p := range st.Plugins {
 		if p.Name == i.plugin {
