@@ -36,7 +36,7 @@ func startPlugins(t *testing.T, be kvBackend, names ...string) *pluginEnv {
 	if testing.Short() {
 		t.Skip("builds and runs Wasm plugins; skipped with -short")
 	}
-	set, err := sqldb.Open(t.TempDir(), map[string]sqldb.Config{"main": {Driver: "sqlite", DSN: "main.db"}})
+	set, err := sqldb.Open(t.TempDir(), map[string]sqldb.Config{"default": {Driver: "sqlite", DSN: "default.db"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@
 //
 // The table cachedpage_articles is created on first use, with DDL that
 // SQLite and MySQL/MariaDB both accept. Manifest config (plugins/cachedpage.toml):
-// "database" (default "main", which the manifest must grant) and "ttl" (a
+// "database" (default "default", which the manifest must grant) and "ttl" (a
 // Go duration, default "60s").
 package main
 
@@ -63,7 +63,7 @@ func ready(ctx context.Context) (*sql.DB, time.Duration, error) {
 	}
 	name, ok := wasmcorn.Config("database")
 	if !ok {
-		name = "main"
+		name = "default"
 	}
 	ttl := 60 * time.Second
 	if s, ok := wasmcorn.Config("ttl"); ok {
