@@ -250,6 +250,7 @@ func TestDB(t *testing.T) {
 		dbCase{"mysql_types", testDBMySQLTypes},
 		dbCase{"replica_routing", testDBReplicaRouting},
 		dbCase{"connections_bounded", testDBConnectionsBounded},
+		dbCase{"timestamp_in_utc", testDBTimestampUTC},
 	)
 }
 
@@ -1211,4 +1212,30 @@ func TestCRUDPlugin(t *testing.T) {
 		m := testsvc.StartMariaDB(t)
 		run(t, openSet(t, "", map[string]sqldb.Config{"default": {Driver: sqldb.DriverMySQL, DSN: m.DSN("test")}}))
 	})
+}
+
+// TIMESTAMP values are converted by MySQL between UTC storage and the
+// session time zone; sessions are set to UTC, so they round-trip unchanged
+// even on a server whose own zone is not UTC.
+func testDBTimestampUTC(t *testing.T, b dbBackend) {
+	m := b.mariadb
+	m.Exec("SET GLOBAL time_zone = '+05:00'")
+	defer m.Exec("SET GLOBAL time_zone = 'SYSTEM'")
+	set := openSet(t, "", map[string]sqldb.Config{"main": {Driver: sqldb.DriverMySQL, DSN: m.DSN("case_tz")}})
+	m.Exec("CREATE DATABASE case_tz")
+	c := newDBCall(set, "main")
+	mustExec(t, c, "main", "CREATE TABLE ts (at TIMESTAMP(6) NULL)")
+	mustExec(t, c, "main", "INSERT INTO ts VALUES (?)", "2024-05-06 07:08:09.5")
+	if r := mustQuery(t, c, "main", "SELECT at FROM ts"); r.rows[0][0].Str() != "2024-05-06T07:08:09.5Z" {
+		t.Fatalf("TIMESTAMP read back as %q", r.rows[0][0].Str())
+	}
+	// The stored instant is 07:08:09.5 UTC (UNIX_TIMESTAMP does not depend
+	// on the session zone).
+	var unix float64
+	if err := m.DB("case_tz").QueryRow("SELECT UNIX_TIMESTAMP(at) FROM ts").Scan(&unix); err != nil {
+		t.Fatal(err)
+	}
+	if want := float64(time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC).Unix()) + 0.5; unix != want {
+		t.Fatalf("stored instant %v, want %v", unix, want)
+	}
 }

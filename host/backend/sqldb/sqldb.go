@@ -90,8 +90,10 @@ type Config struct {
 	// in-memory database. For mysql it is a go-sql-driver DSN such as
 	// "app:secret@tcp(db1:3306)/app". Open always sets parseTime=true (the
 	// host needs DATETIME values as time.Time) and, unless the DSN says
-	// otherwise, a dial timeout of DefaultDialTimeout; the connection
-	// collation is the driver's default, utf8mb4_general_ci.
+	// otherwise, a dial timeout of DefaultDialTimeout and, with the
+	// default loc=UTC, the session time zone '+00:00' (so TIMESTAMP values
+	// read and write in UTC); the connection collation is the driver's
+	// default, utf8mb4_general_ci.
 	DSN string
 	// Replicas are MySQL DSNs of read replicas. Plain reads (db.query
 	// outside a transaction) rotate over them; writes, transactions and
@@ -428,6 +430,15 @@ func openMySQL(name string, cfg Config) (*database, error) {
 		mc.ParseTime = true
 		if mc.Timeout == 0 {
 			mc.Timeout = DefaultDialTimeout
+		}
+		// Sessions in UTC, like the driver's parsing (Loc) and the host's
+		// time parameters, so TIMESTAMP columns round-trip whatever the
+		// server's system time zone.
+		if _, ok := mc.Params["time_zone"]; !ok && mc.Loc == time.UTC {
+			if mc.Params == nil {
+				mc.Params = map[string]string{}
+			}
+			mc.Params["time_zone"] = "'+00:00'"
 		}
 		if !strings.Contains(dsn, "interpolateParams=") {
 			mc.InterpolateParams = defaultInterpolateParams
