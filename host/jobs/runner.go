@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -374,6 +375,9 @@ func (r *Runner) claimLoop(ctx context.Context, q *queueRunner) {
 		if free <= 0 {
 			select {
 			case <-q.freed:
+				// Let the other workers finishing about now free their
+				// slots too, so one claim fetches jobs for all of them.
+				runtime.Gosched()
 			case <-ctx.Done():
 			}
 			continue

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -343,16 +344,16 @@ func (q *Queue) writer() {
 			return
 		}
 		batch = append(batch[:0], o)
-	drain:
+		// Callers woken by the last commit are runnable but may not have
+		// queued their next op yet: yield to them before draining, as
+		// long as that makes the batch grow. This is what turns
+		// concurrent callers into one commit instead of one each.
 		for len(batch) < q.opts.MaxBatch {
-			select {
-			case o, ok := <-q.ops:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, o)
-			default:
-				break drain
+			runtime.Gosched()
+			n := len(batch)
+			batch = q.drain(batch)
+			if len(batch) == n {
+				break
 			}
 		}
 		q.execBatch(batch)
@@ -369,6 +370,22 @@ func (q *Queue) writer() {
 			delete(woken, name)
 		}
 	}
+}
+
+// drain appends the ops queued now to batch, up to MaxBatch.
+func (q *Queue) drain(batch []*op) []*op {
+	for len(batch) < q.opts.MaxBatch {
+		select {
+		case o, ok := <-q.ops:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, o)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // wakes reports whether o made a job ready now, so waiting claims of its
