@@ -131,10 +131,18 @@ func (c *callCtx) arm(d time.Time) {
 	c.mu.Unlock()
 }
 
+// disarm ends the call. Its Done channel, if anyone asked for one, is
+// closed (like a request context cancelled when the handler returns), so a
+// goroutine a backend left waiting on it is released rather than stranded
+// on a context that is about to be reused.
 func (c *callCtx) disarm() (expired bool) {
 	c.mu.Lock()
 	c.deadline.Store(0)
 	expired = c.expired
+	if c.done != nil && !expired {
+		close(c.done)
+	}
+	c.done = closedChan
 	c.mu.Unlock()
 	return expired
 }
