@@ -368,6 +368,17 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		r.remaining.Store(1 << 62)
 	}
 
+	var cpuStart time.Duration
+	measuring := false
+	if cfg.Warmup == 0 {
+		// Measuring from the first request: snapshot before any is sent.
+		if cfg.OnMeasure != nil {
+			cfg.OnMeasure()
+		}
+		cpuStart = processCPU()
+		measuring = true
+	}
+
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	for i := range cfg.Connections {
@@ -397,8 +408,12 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		defer t.Stop()
 		progress = t.C
 	}
-	measureTimer := time.NewTimer(time.Until(r.measureStart))
-	defer measureTimer.Stop()
+	var measureC <-chan time.Time
+	if !measuring {
+		measureTimer := time.NewTimer(time.Until(r.measureStart))
+		defer measureTimer.Stop()
+		measureC = measureTimer.C
+	}
 	var endC <-chan time.Time
 	if !r.end.IsZero() {
 		endTimer := time.NewTimer(time.Until(r.end))
@@ -406,15 +421,13 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		endC = endTimer.C
 	}
 
-	var cpuStart time.Duration
-	measuring := false
 	var runErr error
 	var lastDone int64
 	lastTick := r.start
 loop:
 	for {
 		select {
-		case <-measureTimer.C:
+		case <-measureC:
 			if cfg.OnMeasure != nil {
 				cfg.OnMeasure()
 			}

@@ -57,7 +57,10 @@ type wasmcornTarget struct {
 	name, engine string
 	bin          string
 	pluginsDir   string
-	cacheDir     string // compilation cache shared by every start
+	// cacheDir is the compilation cache shared by every start; default
+	// wasmcorn-cache in the run's directory (reload versions would grow a
+	// persistent one forever).
+	cacheDir string
 }
 
 func newWasmcornTarget(ctx context.Context, o WasmcornOptions, rep *Report) ([]Target, error) {
@@ -81,17 +84,13 @@ func newWasmcornTarget(ctx context.Context, o WasmcornOptions, rep *Report) ([]T
 	if len(o.Engines) == 0 {
 		o.Engines = []string{"wazero"}
 	}
-	cache, err := os.MkdirTemp("", "wcbench-cache-")
-	if err != nil {
-		return nil, err
-	}
 	var ts []Target
 	for _, e := range o.Engines {
 		name := "wasmcorn"
 		if e != "wazero" {
 			name += "-" + e
 		}
-		ts = append(ts, &wasmcornTarget{name: name, engine: e, bin: bin, pluginsDir: o.PluginsDir, cacheDir: cache})
+		ts = append(ts, &wasmcornTarget{name: name, engine: e, bin: bin, pluginsDir: o.PluginsDir})
 	}
 	return ts, nil
 }
@@ -114,7 +113,11 @@ func findWasmcorn(ctx context.Context, given string) (string, error) {
 	if p := filepath.Join(root, "bin", "wasmcorn"); fileExists(p) {
 		return p, nil
 	}
-	out := filepath.Join(os.TempDir(), "wcbench-wasmcorn")
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	out := filepath.Join(cache, "wasmcorn", "bench-bin", "wasmcorn")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/wasmcorn")
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -263,6 +266,10 @@ func (t *wasmcornTarget) Start(ctx context.Context, env *Env, sc *Scenario) (Ins
 		return nil, err
 	}
 	inst := &wasmcornInstance{dir: dir, plugins: plugins}
+	cacheDir := t.cacheDir
+	if cacheDir == "" {
+		cacheDir = filepath.Join(env.Dir, "wasmcorn-cache")
+	}
 	var role string
 	switch sc.Path {
 	case "/json":
@@ -326,7 +333,7 @@ func (t *wasmcornTarget) Start(ctx context.Context, env *Env, sc *Scenario) (Ins
 		}
 		data := map[string]any{
 			"Scenario": sc.Name, "Dir": dir, "PluginsDir": plugins, "StaticDir": env.StaticDir,
-			"Engine": t.engine, "CacheDir": t.cacheDir,
+			"Engine": t.engine, "CacheDir": cacheDir,
 			"Listen": "127.0.0.1:" + strconv.Itoa(port), "Admin": "127.0.0.1:" + strconv.Itoa(aport),
 			"Cache": cache, "Queue": queue, "MySQL": "", "Redis": "",
 		}
