@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strconv"
 	"sync"
@@ -60,10 +61,30 @@ type dbTx struct {
 	done    bool
 }
 
+// rollbackWait bounds how long the end of a call waits for the rollback of
+// a transaction the guest left open. database/sql's Rollback takes no
+// context, and a database that hangs (rather than refusing) would otherwise
+// hold the instance until TCP gives up; past the bound the rollback goes on
+// in the background and the call ends.
+const rollbackWait = time.Second
+
 func (t *dbTx) Release() {
-	if !t.done {
-		t.done = true
+	if t.done {
+		return
+	}
+	t.done = true
+	done := make(chan struct{})
+	go func() {
 		t.tx.Rollback()
+		close(done)
+	}()
+	timer := time.NewTimer(rollbackWait)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		slog.Warn("rollback of an abandoned transaction still running; continuing in the background",
+			"db", t.db, "waited", rollbackWait)
 	}
 }
 

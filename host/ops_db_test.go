@@ -1239,3 +1239,43 @@ func testDBTimestampUTC(t *testing.T, b dbBackend) {
 		t.Fatalf("stored instant %v, want %v", unix, want)
 	}
 }
+
+// A database that hangs (SIGSTOP: connections open, no answers) fails ops
+// at the request deadline, does not hold the end of the call hostage with
+// a pending rollback, and works again when it resumes.
+func TestDBMariaDBHang(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and pauses MariaDB")
+	}
+	m := testsvc.StartMariaDB(t)
+	set := openSet(t, "", map[string]sqldb.Config{"main": {Driver: sqldb.DriverMySQL, DSN: m.DSN("test")}})
+	c := newDBCall(set, "main")
+	mustExec(t, c, "main", "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT)")
+	mustExec(t, c, "main", "INSERT INTO kv VALUES (1, 'a')")
+	tx := mustHandle(t, c, abi.OpDBBegin, "main")
+	mustExec(t, c, tx, "UPDATE kv SET v = 'b' WHERE k = 1")
+
+	m.Pause()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	c.Ctx = ctx
+	_, err := dbQuery(c, abi.OpDBQuery, "main", "SELECT v FROM kv")
+	wantCode(t, err, abi.ErrTimeout, `database "main"`)
+	ended := make(chan struct{})
+	go func() {
+		c.End() // rolls back tx, which cannot get an answer
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(time.Minute):
+		m.Resume()
+		t.Fatal("Call.End blocked on the rollback of a hung database")
+	}
+	m.Resume()
+
+	c.Ctx = context.Background()
+	if r := mustQuery(t, c, "main", "SELECT v FROM kv WHERE k = 1"); r.rows[0][0].Str() != "a" {
+		t.Fatalf("after resume: %q, want the uncommitted update rolled back", r.rows[0][0].Str())
+	}
+}

@@ -172,6 +172,38 @@ func (m *MariaDB) Kill() {
 	}
 }
 
+// Pause freezes the server with SIGSTOP: connections stay open but nothing
+// answers, as with a network partition or a hung server. Resume undoes it;
+// cleanup resumes a paused server before stopping it.
+func (m *MariaDB) Pause() {
+	m.t.Helper()
+	if err := m.signalRunning(syscall.SIGSTOP); err != nil {
+		m.t.Fatalf("testsvc: pause mariadb: %v", err)
+	}
+}
+
+// Resume continues a paused server (SIGCONT).
+func (m *MariaDB) Resume() {
+	m.t.Helper()
+	if err := m.signalRunning(syscall.SIGCONT); err != nil {
+		m.t.Fatalf("testsvc: resume mariadb: %v", err)
+	}
+}
+
+func (m *MariaDB) signalRunning(sig syscall.Signal) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return errors.New("mariadb was never started")
+	}
+	select {
+	case <-m.done:
+		return errors.New("mariadb is not running")
+	default:
+		return m.cmd.Process.Signal(sig)
+	}
+}
+
 // Start starts a stopped or killed server again on the same port with the
 // same data directory (InnoDB recovers after a Kill) and waits until it
 // accepts connections.
@@ -321,6 +353,7 @@ func (m *MariaDB) cleanup() {
 		case <-done:
 		default:
 			// Test data is disposable: no need for a graceful shutdown.
+			cmd.Process.Signal(syscall.SIGCONT) // in case it is paused
 			cmd.Process.Kill()
 			<-done
 		}

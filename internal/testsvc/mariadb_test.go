@@ -59,6 +59,20 @@ func TestMariaDBLifecycle(t *testing.T) {
 		t.Fatalf("after restart: got %q", v)
 	}
 
+	// Pause: the port still accepts (the kernel does), the server answers nothing.
+	m.Pause()
+	pctx, pcancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	err := db.PingContext(pctx)
+	pcancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		m.Resume()
+		t.Fatalf("ping of a paused server: %v, want a deadline error", err)
+	}
+	m.Resume()
+	if err := db.PingContext(ctx); err != nil {
+		t.Fatalf("ping after Resume: %v", err)
+	}
+
 	// Graceful stop and start again.
 	m.Stop()
 	if err := db.PingContext(ctx); err == nil {
