@@ -59,6 +59,7 @@ type dbTx struct {
 	db      string
 	dialect string
 	done    bool
+	log     *slog.Logger // the plugin's
 }
 
 // rollbackWait bounds how long the end of a call waits for the rollback of
@@ -83,7 +84,7 @@ func (t *dbTx) Release() {
 	select {
 	case <-done:
 	case <-timer.C:
-		slog.Warn("rollback of an abandoned transaction still running; continuing in the background",
+		t.log.Warn("rollback of an abandoned transaction still running; continuing in the background",
 			"db", t.db, "waited", rollbackWait)
 	}
 }
@@ -271,6 +272,9 @@ func opCtx(c *Call, db string) (context.Context, context.CancelFunc) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if c.Services == nil {
+		return ctx, nil
+	}
 	if qt, ok := c.Services.SQL.(interface{ QueryTimeout(string) time.Duration }); ok {
 		if d := qt.QueryTimeout(db); d > 0 {
 			return context.WithTimeout(ctx, d)
@@ -287,6 +291,9 @@ type stmtCacher interface {
 }
 
 func cachedStmt(c *Call, ctx context.Context, pool *sql.DB, query string) *sqldb.CachedStmt {
+	if c.Services == nil {
+		return nil
+	}
 	if sc, ok := c.Services.SQL.(stmtCacher); ok {
 		return sc.Stmt(ctx, pool, query)
 	}
@@ -427,7 +434,11 @@ func opDBBegin(c *Call, args *abi.Values, reply []byte) []byte {
 	if err != nil {
 		return dbReply(reply, t.name, abi.OpDBBegin, classify(ctx, t.name, err))
 	}
-	id := c.AddHandle(&dbTx{tx: tx, db: t.name, dialect: t.dialect})
+	log := c.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	id := c.AddHandle(&dbTx{tx: tx, db: t.name, dialect: t.dialect, log: log})
 	return dbReply(abi.AppendInt(abi.AppendReplyOK(reply), id), t.name, abi.OpDBBegin, nil)
 }
 

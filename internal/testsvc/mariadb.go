@@ -51,7 +51,7 @@ const mariadbStartTimeout = 60 * time.Second
 //
 // The data directory is a copy of a template made once by
 // mariadb-install-db and cached under the user cache directory
-// (wasmcorn-testsvc/mariadb-<hash of version and options>), so a start costs
+// (wasmcorn/testsvc/mariadb-<hash of version and options>), so a start costs
 // a 20 MB copy and the server's own boot instead of a bootstrap run.
 // Servers are independent: tests may start several in parallel.
 func StartMariaDB(t testing.TB) *MariaDB {
@@ -417,7 +417,7 @@ func mariadbTemplate(b mariadbBins) (string, error) {
 	if err != nil {
 		root = os.TempDir()
 	}
-	parent := filepath.Join(root, "wasmcorn-testsvc")
+	parent := filepath.Join(root, "wasmcorn", "testsvc")
 	final := filepath.Join(parent, "mariadb-"+hex.EncodeToString(h.Sum(nil))[:16])
 	data := filepath.Join(final, "data")
 	if _, err := os.Stat(filepath.Join(final, "READY")); err == nil {
