@@ -112,7 +112,9 @@ func FindRepo(dir string) (string, error) {
 	return "", fmt.Errorf("%w (from %s or the working directory; set WASMCORN_REPO)", ErrNoCheckout, dir)
 }
 
-func toolPath(repo string) string { return filepath.Join(repo, "sdk-python", "tools", "wasmcorn_py.py") }
+func toolPath(repo string) string {
+	return filepath.Join(repo, "sdk-python", "tools", "wasmcorn_py.py")
+}
 
 func run(ctx context.Context, repo string, w io.Writer, args ...string) error {
 	py := os.Getenv("WASMCORN_PYTHON")

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -436,6 +437,10 @@ func RuntimeDir() (string, error) {
 		dir = parent
 	}
 }
+
+// ThreadCPU returns the CPU time the calling OS thread has used (Linux;
+// 0 elsewhere). Lock the goroutine to its thread around a measurement.
+func ThreadCPU() time.Duration { return threadCPU() }
 
 // RSSBytes returns this process's resident set size (Linux), or 0.
 func RSSBytes() uint64 {

@@ -5,6 +5,7 @@ package harness
 import (
 	"context"
 	"syscall"
+	"time"
 
 	"github.com/tetratelabs/wazero/experimental"
 )
@@ -44,4 +45,12 @@ func (m *mmapMemory) Free() {
 		_ = syscall.Munmap(m.buf)
 		m.buf = nil
 	}
+}
+
+func threadCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

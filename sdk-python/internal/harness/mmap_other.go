@@ -2,7 +2,12 @@
 
 package harness
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // withAllocator keeps wazero's default allocator off Linux.
 func withAllocator(ctx context.Context) context.Context { return ctx }
+
+func threadCPU() time.Duration { return 0 }
