@@ -72,6 +72,15 @@ func writePlugin(t testing.TB, dir string, p e2ePlugin) {
 	}
 }
 
+// skipUnderRace skips a functional e2e test under the race detector, where
+// wazero compiles plugins tens of times slower; the concurrency e2e tests
+// (concurrent echo, reload under load) still run there.
+func skipUnderRace(t *testing.T) {
+	if raceEnabled {
+		t.Skip("functional e2e test skipped under the race detector (plugin compilation too slow); run without -race")
+	}
+}
+
 // startE2E writes plugins to a fresh plugins directory, loads it with the
 // real runtime and starts a server on it.
 func startE2E(t *testing.T, plugins ...e2ePlugin) *e2eEnv {
@@ -110,6 +119,7 @@ func startE2E(t *testing.T, plugins ...e2ePlugin) *e2eEnv {
 }
 
 func TestE2EHelloAndEcho(t *testing.T) {
+	skipUnderRace(t)
 	env := startE2E(t,
 		e2ePlugin{name: "hello", build: "hello"},
 		e2ePlugin{name: "echo", build: "echo", manifest: `
@@ -165,6 +175,7 @@ config = { greeting = "hi there" }
 }
 
 func TestE2EBadPluginsSkippedOthersServe(t *testing.T) {
+	skipUnderRace(t)
 	env := startE2E(t,
 		e2ePlugin{name: "hello", build: "hello"},
 		e2ePlugin{name: "badabi", build: "badabi"},
@@ -236,6 +247,7 @@ func TestE2EBadPluginsSkippedOthersServe(t *testing.T) {
 }
 
 func TestE2EPoolExhaustion(t *testing.T) {
+	skipUnderRace(t)
 	env := startE2E(t, e2ePlugin{name: "slow", build: "slow", manifest: `
 [pool]
 min = 1
@@ -301,6 +313,7 @@ func TestE2EConcurrentEcho(t *testing.T) {
 }
 
 func TestE2EReload(t *testing.T) {
+	skipUnderRace(t)
 	env := startE2E(t, e2ePlugin{name: "hello", build: "hello"}, e2ePlugin{name: "echo", build: "echo"})
 	reload := func() error {
 		return env.ReloadDir(context.Background(), env.cfg, env.rt, LoadOptions{})

@@ -77,6 +77,9 @@ func (e *Env) check(ctx context.Context, args []string) error {
 			en.Plugin.Drain(context.Background())
 		}
 	}()
+	if len(found) > 0 {
+		fmt.Fprintf(out, "loading each plugin once (compiling may take seconds per plugin; %s)...\n", cacheNote(cfg.Plugins.CompileCacheDir()))
+	}
 	for _, pf := range found {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -122,6 +125,13 @@ func (e *Env) check(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintln(out, "all ok")
 	return nil
+}
+
+func cacheNote(dir string) string {
+	if dir == "" {
+		return "compile cache off"
+	}
+	return "compiled code cached in " + dir
 }
 
 func joinNotes(n []string) string {

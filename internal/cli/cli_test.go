@@ -190,8 +190,8 @@ func copyFile(t *testing.T, dst, src string) {
 }
 
 func TestCheck(t *testing.T) {
-	if testing.Short() {
-		t.Skip("loads real plugins")
+	if testing.Short() || raceEnabled {
+		t.Skip("loads real plugins: skipped in -short mode and under the race detector (wazero compiles too slowly)")
 	}
 	dir := t.TempDir()
 	plugins := filepath.Join(dir, "plugins")
@@ -201,7 +201,7 @@ func TestCheck(t *testing.T) {
 	hello := testplugins.Build(t, "hello")
 	copyFile(t, filepath.Join(plugins, "hello.wasm"), hello)
 	cfgFile := filepath.Join(dir, "wasmcorn.toml")
-	writeFile(t, cfgFile, "[plugins]\ncompile_cache = false\n")
+	writeFile(t, cfgFile, fmt.Sprintf("[plugins]\ncache_dir = %q\n", testCacheDir()))
 
 	out, _, err := run(t, nil, "check", "-config", cfgFile, "-plugins", plugins)
 	if err != nil || !strings.Contains(out, "ok   hello") || !strings.Contains(out, "all ok") || !strings.Contains(out, "route * /hello -> hello") {
@@ -240,8 +240,8 @@ func TestCheck(t *testing.T) {
 }
 
 func TestNewBuildCheckServe(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a Go plugin and serves it")
+	if testing.Short() || raceEnabled {
+		t.Skip("builds a Go plugin and serves it: skipped in -short mode and under the race detector (wazero compiles too slowly)")
 	}
 	root, err := testplugins.RepoRoot()
 	if err != nil {
@@ -272,10 +272,10 @@ listen = "127.0.0.1:%d"
 listen = "127.0.0.1:0"
 [plugins]
 dir = %q
-compile_cache = false
+cache_dir = %q
 [access_log]
 enabled = false
-`, filepath.Join(work, "data"), port, plugins))
+`, filepath.Join(work, "data"), port, plugins, testCacheDir()))
 	if out, _, err := run(t, nil, "check", "-config", cfgFile); err != nil {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
@@ -324,6 +324,9 @@ enabled = false
 		}
 	}
 }
+
+// testCacheDir is a compilation cache shared by test runs.
+func testCacheDir() string { return filepath.Join(os.TempDir(), "wasmcorn-test-compile-cache") }
 
 func freePort(t *testing.T) int {
 	t.Helper()
