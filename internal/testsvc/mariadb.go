@@ -200,8 +200,11 @@ func (m *MariaDB) signalRunning(sig syscall.Signal) error {
 	case <-m.done:
 		return errors.New("mariadb is not running")
 	default:
-		return m.cmd.Process.Signal(sig)
 	}
+	if err := m.cmd.Process.Signal(sig); err != nil {
+		return err
+	}
+	return waitStopped(m.cmd.Process.Pid, sig == syscall.SIGSTOP)
 }
 
 // Start starts a stopped or killed server again on the same port with the
