@@ -120,12 +120,14 @@ type callCtx struct {
 	mu      sync.Mutex
 	done    chan struct{}
 	expired bool
+	ended   bool // the call returned: Done is closed, Err is Canceled
 }
 
 func (c *callCtx) arm(d time.Time) {
 	c.mu.Lock()
 	c.done = nil
 	c.expired = false
+	c.ended = false
 	c.seq.Add(1)
 	c.deadline.Store(d.UnixNano())
 	c.mu.Unlock()
@@ -143,6 +145,7 @@ func (c *callCtx) disarm() (expired bool) {
 		close(c.done)
 	}
 	c.done = closedChan
+	c.ended = true
 	c.mu.Unlock()
 	return expired
 }
@@ -190,6 +193,9 @@ func (c *callCtx) Err() error {
 	defer c.mu.Unlock()
 	if c.expired {
 		return context.DeadlineExceeded
+	}
+	if c.ended {
+		return context.Canceled
 	}
 	if c.parent != nil {
 		return c.parent.Err()
