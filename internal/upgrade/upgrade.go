@@ -39,7 +39,7 @@ var ErrNotReady = errors.New("new process did not become ready")
 type Upgrader struct {
 	mu        sync.Mutex
 	inherited map[string]*os.File // from the parent, not yet claimed
-	listeners []named              // everything Listen returned, in order
+	listeners []named             // everything Listen returned, in order
 	readyPipe *os.File
 	reusePort bool
 	upgrading bool
