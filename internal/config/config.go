@@ -110,6 +110,21 @@ type Server struct {
 	// X-Content-Type-Options = "nosniff", X-Frame-Options = "SAMEORIGIN",
 	// Referrer-Policy = "strict-origin-when-cross-origin".
 	SecurityHeaders map[string]string `toml:"security_headers"`
+	// DebugHeaders adds X-Wasmcorn-Plugin: NAME@HASH12 (the plugin's
+	// name and the first 12 hex digits of its module's SHA-256) to every
+	// response a plugin produced. Default false.
+	DebugHeaders bool `toml:"debug_headers"`
+	// ReusePort opens the listeners with SO_REUSEPORT, so several
+	// independent processes can share the port. Default false.
+	ReusePort bool `toml:"reuse_port"`
+	// PidFile, when set, receives the server's process id once it serves
+	// (and is updated by the new process after a binary upgrade).
+	// Default "" (none).
+	PidFile string `toml:"pid_file"`
+	// UpgradeTimeout bounds how long a binary upgrade (SIGUSR2) waits for
+	// the new process to report ready before giving up and keeping the
+	// old process serving. Default "60s".
+	UpgradeTimeout Duration `toml:"upgrade_timeout"`
 }
 
 // TLS names a certificate and key in PEM files ([server.tls]).
@@ -160,6 +175,14 @@ type Plugins struct {
 	CacheDir string `toml:"cache_dir"`
 	// CompileCache enables the on-disk compilation cache. Default true.
 	CompileCache bool `toml:"compile_cache"`
+	// Watch reloads the plugins directory when a file in it changes
+	// (added, replaced, renamed or removed .wasm and .toml files).
+	// Default true.
+	Watch bool `toml:"watch"`
+	// WatchDebounce is the quiet period after the last change in the
+	// directory before a reload starts; a burst of writes (cp, an editor's
+	// save) is one reload. Default "200ms".
+	WatchDebounce Duration `toml:"watch_debounce"`
 }
 
 // Log configures the process log ([log]).
@@ -336,6 +359,7 @@ func Default() *Config {
 			Name:            "wasmcorn",
 			HealthEndpoints: true,
 			TrustRequestID:  true,
+			UpgradeTimeout:  Duration(time.Minute),
 			Gzip: Gzip{
 				Enabled:  true,
 				MinBytes: 1 << 10,
@@ -344,7 +368,8 @@ func Default() *Config {
 			},
 		},
 		Admin:     Admin{Listen: "127.0.0.1:9090"},
-		Plugins:   Plugins{Dir: "plugins", Engine: "wazero", CompileCache: true},
+		Plugins:   Plugins{Dir: "plugins", Engine: "wazero", CompileCache: true,
+			Watch: true, WatchDebounce: Duration(200 * time.Millisecond)},
 		Log:       Log{Level: "info", Format: "text"},
 		AccessLog: AccessLog{Enabled: true, Sample: 1},
 		Cache:     Cache{Backend: "memory", MaxBytes: 64 << 20},

@@ -45,6 +45,9 @@ func (c *Config) Validate() error {
 	if s.ShutdownTimeout <= 0 {
 		p.add("server.shutdown_timeout", "must be positive")
 	}
+	if s.UpgradeTimeout <= 0 {
+		p.add("server.upgrade_timeout", "must be positive")
+	}
 	if s.MaxBodyBytes < 1 || s.MaxBodyBytes > 1<<31-1 {
 		p.add("server.max_body_bytes", "%d is outside 1..2GiB", s.MaxBodyBytes)
 	}
@@ -99,6 +102,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Plugins.Engine == "" {
 		p.add("plugins.engine", "must not be empty")
+	}
+	if d := c.Plugins.WatchDebounce.D(); d < 10*time.Millisecond || d > time.Minute {
+		p.add("plugins.watch_debounce", "%s is outside 10ms..1m", c.Plugins.WatchDebounce)
 	}
 
 	switch strings.ToLower(c.Log.Level) {
