@@ -367,11 +367,14 @@ func Default() *Config {
 				Types:    DefaultGzipTypes(),
 			},
 		},
-		Admin:     Admin{Listen: "127.0.0.1:9090"},
-		Plugins:   Plugins{Dir: "plugins", Engine: "wazero", CompileCache: true,
+		Admin: Admin{Listen: "127.0.0.1:9090"},
+		Plugins: Plugins{Dir: "plugins", Engine: "wazero", CompileCache: true,
 			Watch: true, WatchDebounce: Duration(200 * time.Millisecond)},
 		Log:       Log{Level: "info", Format: "text"},
 		AccessLog: AccessLog{Enabled: true, Sample: 1},
+		// Zero config gives plugins an embedded SQLite database named
+		// "default" (data/default.db), as the example plugins expect.
+		Databases: map[string]Database{"default": {Driver: "sqlite"}},
 		Cache:     Cache{Backend: "memory", MaxBytes: 64 << 20},
 		Queue:     Queue{Backend: "sqlite", Path: "queue.db"},
 		Jobs: Jobs{
