@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"runtime/debug"
@@ -177,6 +178,9 @@ func (s *Server) callPlugin(ctx *fasthttp.RequestCtx, st *reqState, t *target) {
 	}
 	ctx.SetStatusCode(int(resp.Status))
 	h := &ctx.Response.Header
+	if s.debugHeaders {
+		h.SetBytesKV(debugPluginHeader, t.m.version)
+	}
 	for i := range resp.Headers {
 		name, value := resp.Headers[i].Name, resp.Headers[i].Value
 		switch {
@@ -273,7 +277,7 @@ func (s *Server) done(ctx *fasthttp.RequestCtx, st *reqState) {
 	}
 	d := time.Since(st.start)
 	st.h.observe(status, n, d)
-	if s.accessSample >= 0 && (status >= 500 || s.accessSample >= 1 || rand.Float64() < s.accessSample) {
+	if sample := math.Float64frombits(s.accessSample.Load()); sample >= 0 && (status >= 500 || sample >= 1 || rand.Float64() < sample) {
 		s.logAccess(ctx, st, status, n, d)
 	}
 	st.set.active.Add(-1)

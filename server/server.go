@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -72,6 +73,10 @@ type Options struct {
 	// made it current (before a replaced Set is drained), e.g. to point
 	// the job runner at the new plugins.
 	OnInstall func(set *Set)
+	// Listen, when set, opens the TCP listeners (public and admin) instead
+	// of net.Listen, e.g. to inherit them across a binary upgrade
+	// (internal/upgrade) or to set SO_REUSEPORT.
+	Listen func(addr string) (net.Listener, error)
 	// Extra status, when set, adds fields (job queues, backends) to
 	// /status.json and the status page.
 	ExtraStatus func(ctx context.Context) map[string]any
@@ -103,10 +108,15 @@ type Server struct {
 	gzipTypes     [][]byte
 	gzipSuffixes  [][]byte
 	static        []staticMount
-	accessSample  float64
+	accessSample  atomic.Uint64 // math.Float64bits of the sample rate; negative: access log off
 	builtin       builtinMetrics
 	trustClientID bool
+	debugHeaders  bool
 }
+
+// debugPluginHeader carries "name@hash12" of the plugin that produced a
+// response when server.debug_headers is on.
+var debugPluginHeader = []byte("X-Wasmcorn-Plugin")
 
 type builtinMetrics struct {
 	static, health, unmatched, errors handlerMetrics
@@ -127,16 +137,14 @@ func New(opts Options) (*Server, error) {
 	cfg := opts.Config
 	s := &Server{
 		opts: opts, cfg: cfg, log: opts.Logger, access: opts.AccessLogger,
-		accessSample:  cfg.AccessLog.Sample,
 		trustClientID: cfg.Server.TrustRequestID,
+		debugHeaders:  cfg.Server.DebugHeaders,
 		builtin: builtinMetrics{
 			static: newHandlerMetrics("_static"), health: newHandlerMetrics("_health"),
 			unmatched: newHandlerMetrics("_unmatched"), errors: newHandlerMetrics("_error"),
 		},
 	}
-	if !cfg.AccessLog.Enabled {
-		s.accessSample = -1
-	}
+	s.SetAccessLog(cfg.AccessLog)
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	if err := s.rid.init(); err != nil {
 		return nil, err
@@ -205,6 +213,16 @@ func (s *Server) Install(set *Set) (old *Set) {
 	return old
 }
 
+// SetAccessLog applies an [access_log] section at runtime (a config
+// reload); requests already running may still use the previous one.
+func (s *Server) SetAccessLog(c config.AccessLog) {
+	sample := c.Sample
+	if !c.Enabled {
+		sample = -1
+	}
+	s.accessSample.Store(math.Float64bits(sample))
+}
+
 // Current returns the Set being served.
 func (s *Server) Current() *Set { return s.set.Load() }
 
@@ -226,7 +244,11 @@ func (s *Server) Listen() error {
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	}
-	ln, err := net.Listen("tcp", sc.Listen)
+	listen := s.opts.Listen
+	if listen == nil {
+		listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	}
+	ln, err := listen(sc.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on server.listen %s: %w", sc.Listen, err)
 	}
@@ -236,7 +258,7 @@ func (s *Server) Listen() error {
 	}
 	var adminLn net.Listener
 	if s.cfg.Admin.Listen != "" {
-		adminLn, err = net.Listen("tcp", s.cfg.Admin.Listen)
+		adminLn, err = listen(s.cfg.Admin.Listen)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("listen on admin.listen %s: %w", s.cfg.Admin.Listen, err)

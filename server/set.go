@@ -74,6 +74,7 @@ type mounted struct {
 	manifest config.Manifest
 	routes   []string // for status: "GET /items/{id}"
 	loadDur  time.Duration
+	version  []byte // "name@hash12" for the X-Wasmcorn-Plugin debug header
 	obs      handlerMetrics
 	errs     pluginErrMetrics
 }
@@ -106,7 +107,8 @@ func NewSet(entries []Entry, failures []LoadFailure) (*Set, []Entry) {
 	for _, e := range sorted {
 		name := e.Plugin.Name()
 		m := &mounted{name: name, plugin: e.Plugin, manifest: e.Manifest, loadDur: e.LoadDuration,
-			obs: newHandlerMetrics(name), errs: newPluginErrMetrics(name)}
+			version: []byte(name + "@" + shortHash(e.Plugin.Hash())),
+			obs:     newHandlerMetrics(name), errs: newPluginErrMetrics(name)}
 		routes, err := routesOf(m)
 		if err == nil {
 			err = b.AddAll(routes)
