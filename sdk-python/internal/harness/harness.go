@@ -215,6 +215,9 @@ type Plugin struct {
 	Stdout, Stderr *SyncBuffer
 	// Env is the WASI environment of new instances.
 	Env map[string]string
+	// Dirs are extra read-only directories of new instances, guest path
+	// to host path, mounted after the plugin's files.
+	Dirs map[string]string
 }
 
 // Compile compiles a plugin .wasm (runtime plus the wasmcorn.files section).
@@ -255,10 +258,14 @@ type Instance struct {
 // Instantiate creates an instance and runs _initialize when exported.
 func (p *Plugin) Instantiate(ctx context.Context) (*Instance, error) {
 	in := &Instance{}
+	fsc := wazero.NewFSConfig().WithFSMount(p.files, bundlefs.GuestPath)
+	for guest, hostDir := range p.Dirs {
+		fsc = fsc.WithReadOnlyDirMount(hostDir, guest)
+	}
 	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions().
 		WithSysWalltime().WithSysNanotime().WithSysNanosleep().WithRandSource(rand.Reader).
 		WithStdout(p.Stdout).WithStderr(p.Stderr).
-		WithFSConfig(wazero.NewFSConfig().WithFSMount(p.files, bundlefs.GuestPath))
+		WithFSConfig(fsc)
 	for k, v := range p.Env {
 		mc = mc.WithEnv(k, v)
 	}

@@ -30,18 +30,22 @@ var (
 )
 
 func buildPlugin(t testing.TB, wizer string) []byte {
+	return buildApp(t, "testdata/app", wizer)
+}
+
+func buildApp(t testing.TB, dir, wizer string) []byte {
 	t.Helper()
 	rtDir, err := RuntimeDir()
 	if err != nil {
 		t.Skip(err.Error())
 	}
 	buildOnce.Do(func() { built = map[string][]byte{} })
-	if b, ok := built[wizer]; ok {
+	if b, ok := built[dir+" "+wizer]; ok {
 		return b
 	}
 	out := filepath.Join(t.TempDir(), "app.wasm")
 	tool := filepath.Join(rtDir, "..", "..", "tools", "wasmcorn_py.py")
-	cmd := exec.Command("/usr/bin/python3.11", tool, "build", "testdata/app", "-o", out, "--runtime", rtDir, "--wizer", wizer)
+	cmd := exec.Command("/usr/bin/python3.11", tool, "build", dir, "-o", out, "--runtime", rtDir, "--wizer", wizer)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build plugin: %v\n%s", err, msg)
 	}
@@ -49,7 +53,7 @@ func buildPlugin(t testing.TB, wizer string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	built[wizer] = b
+	built[dir+" "+wizer] = b
 	return b
 }
 
@@ -63,7 +67,11 @@ type fixture struct {
 
 func newFixture(t testing.TB, wizer string, guarded bool) *fixture {
 	t.Helper()
-	wasm := buildPlugin(t, wizer)
+	return newAppFixture(t, buildPlugin(t, wizer), guarded)
+}
+
+func newAppFixture(t testing.TB, wasm []byte, guarded bool) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	h := NewHost(map[string]string{"greeting": "hej"})
 	rt, err := NewRuntime(ctx, h, cacheDir(), guarded)
@@ -516,4 +524,26 @@ func FuzzGuestRequest(f *testing.F) {
 			t.Fatalf("request %x: 500 %v", msg, fx.host.Logs())
 		}
 	})
+}
+
+// TestDjangoWSGI serves a minimal Django project (Debian's python3-django,
+// no database) through the WSGI bridge. Debian's pytz reads the time-zone
+// database from /usr/share/zoneinfo, so the host grants it read-only.
+func TestDjangoWSGI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bundles Django")
+	}
+	if _, err := os.Stat("/usr/lib/python3/dist-packages/django"); err != nil {
+		t.Skip("python3-django is not installed")
+	}
+	f := newAppFixture(t, buildApp(t, "testdata/django", "off"), false)
+	f.p.Dirs = map[string]string{"/usr/share/zoneinfo": "/usr/share/zoneinfo"}
+	in := f.instance(t)
+	r, body := do(t, in, Get("/py-django/hello/ann?q=1", "Host", "example.test"))
+	if r.Status != 200 || body["hello"] != "ann" || body["q"] != "1" {
+		t.Fatalf("got %d %s", r.Status, r.Body)
+	}
+	if r, _ := do(t, in, Get("/py-django/nope", "Host", "example.test")); r.Status != 404 {
+		t.Fatalf("unknown path: %d", r.Status)
+	}
 }
