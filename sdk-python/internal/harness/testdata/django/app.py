@@ -1,7 +1,6 @@
 """A minimal Django project in one module (no database), served through the
 WSGI bridge by TestDjangoWSGI."""
 
-import os
 
 from django.conf import settings
 
