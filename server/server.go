@@ -289,6 +289,10 @@ func (s *Server) AdminAddr() net.Addr {
 	return s.adminLn.Addr()
 }
 
+// Serving reports whether Serve is accepting connections (started and not
+// shutting down).
+func (s *Server) Serving() bool { return s.serving.Load() && !s.shuttingDown.Load() }
+
 // Ready reports whether /readyz answers 200, and if not, why: it is ready
 // when serving, not shutting down, and every discovered plugin is serving
 // (a plugin whose reload failed but whose previous version serves counts
