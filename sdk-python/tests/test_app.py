@@ -164,7 +164,7 @@ def test_return_values(host):
 def test_request_attributes(host):
     r = TestClient(make_app(), host=host).get(
         "/headers?x=1", headers=[("User-Agent", "t/1"), ("X-Multi", "a"), ("X-Multi", "b"),
-                                ("X-Wasmcorn-Param-Id", "99"), ("Host", "h.test")])
+                                ("X-Wasmcorn-Param-id", "99"), ("Host", "h.test")])
     assert r.get_json() == {"ua": "t/1", "all": ["a", "b"], "param": "99", "remote": "127.0.0.1:5555",
                             "url": "http://h.test/headers?x=1"}
 

@@ -256,14 +256,14 @@ class Request:
     @property
     def params(self):
         """Route parameters: those of the manifest's route pattern (sent by
-        the server as X-Wasmcorn-Param-<name> headers) and those of the
-        App's route, names lower-cased for the former."""
+        the server as X-Wasmcorn-Param-<name> headers, the name as written
+        in the pattern) and those of the App's route."""
         p = self.__dict__.get("_params")
         if p is None:
             p = {}
             for k, v in self.headers._items:
                 if len(k) > 17 and k[:17].lower() == PARAM_HEADER_PREFIX:
-                    p[k[17:].lower()] = v
+                    p[k[17:]] = v
             route = self.__dict__.get("_route_params")
             if route:
                 p.update(route)
