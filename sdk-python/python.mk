@@ -6,8 +6,10 @@
 #                         ~/.cache/wasmcorn/python (a hit takes seconds)
 #   make python-wizer     install wizer (npm) for pre-initialized plugins
 #   make python-plugins   plugins/py-NAME/ -> plugins/py-NAME.wasm
-#   make test-python      native SDK tests (Debian python3 + pytest), the
-#                         plugins' own tests, and the wasm tests in Go
+#   make test-python      native SDK tests (Debian python3 + pytest) and the
+#                         plugins' own tests; the wasm tests are Go tests
+#                         (sdk-python/internal/harness, sdk-python/pyplugin)
+#                         that `go test ./...` runs (test-python-wasm alone)
 #
 # PYTHON_WIZER=off builds plugins without pre-initialization.
 
@@ -23,7 +25,7 @@ PY_PLUGINS := $(patsubst plugins/%/app.py,%,$(wildcard plugins/py-*/app.py))
 PY_PLUGIN_WASM := $(PY_PLUGINS:%=plugins/%.wasm)
 PY_SDK_SRCS := $(wildcard sdk-python/wasmcorn/*.py) sdk-python/tools/wasmcorn_py.py
 
-.PHONY: python-runtime python-wizer python-plugins python-plugins-clean test-python
+.PHONY: python-runtime python-wizer python-plugins python-plugins-clean test-python test-python-wasm
 
 # The runtime script decides itself whether anything needs building (its
 # cache is keyed by its inputs), so this target always runs it.
@@ -63,6 +65,8 @@ test-python: python-plugins
 	    (cd plugins/$$p && PYTHONPATH=$(CURDIR)/sdk-python $(PY_BUILD_PYTHON) -m pytest -q -p no:cacheprovider) || exit 1; \
 	  fi; \
 	done
+
+test-python-wasm: python-plugins
 	$(GO) test -race ./sdk-python/...
 
 TEST_EXTRA += test-python
