@@ -1,0 +1,324 @@
+package enginetest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmcorn/wasmcorn/abi"
+	"github.com/wasmcorn/wasmcorn/host"
+	"github.com/wasmcorn/wasmcorn/host/engine"
+	"github.com/wasmcorn/wasmcorn/internal/testplugins"
+	"github.com/wasmcorn/wasmcorn/sdk-python/bundlefs"
+)
+
+// RunPlugins runs the repository's plugins on the engine registered under
+// engineName through the real host runtime: the Go examples (hello,
+// jsonapi, echo with logs, config and jobs), every hostile plugin of
+// plugins/testdata with the error the host documents for it, and the
+// Python example py-hello when plugins/py-hello.wasm has been built (make
+// plugins). Go plugins are built on first use (internal/testplugins);
+// compiled code is cached under the user cache directory. Skipped with
+// -short.
+func RunPlugins(t *testing.T, engineName string) {
+	if testing.Short() {
+		t.Skip("builds and runs Wasm plugins; skipped with -short")
+	}
+	t.Run("Examples", func(t *testing.T) { runExamples(t, engineName) })
+	t.Run("Hostile", func(t *testing.T) { runHostile(t, engineName) })
+	t.Run("Python", func(t *testing.T) { runPython(t, engineName) })
+}
+
+// PluginCacheDir is the compilation cache the plugin tests and benchmarks
+// share across runs (compiling a Go plugin takes seconds).
+func PluginCacheDir(t testing.TB) string {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return t.TempDir()
+	}
+	return filepath.Join(cache, "wasmcorn", "host-test-compiled")
+}
+
+// logBuffer is a slog handler collecting records for assertions.
+type logBuffer struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (l *logBuffer) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logBuffer) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.recs = append(l.recs, r.Clone())
+	l.mu.Unlock()
+	return nil
+}
+func (l *logBuffer) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logBuffer) WithGroup(string) slog.Handler      { return l }
+
+func (l *logBuffer) find(msg string) (slog.Record, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range l.recs {
+		if r.Message == msg {
+			return r, true
+		}
+	}
+	return slog.Record{}, false
+}
+
+func attrOf(r slog.Record, key string) string {
+	var v string
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == key {
+			v = a.Value.String()
+			return false
+		}
+		return true
+	})
+	return v
+}
+
+// LoadPlugin loads plugins/<name> (built on demand) with one warm instance.
+func LoadPlugin(t testing.TB, rt *host.Runtime, name string, mod func(*host.PluginSpec)) (*host.Plugin, error) {
+	t.Helper()
+	return loadWasm(t, rt, name, testplugins.Bytes(t, name), mod)
+}
+
+func loadWasm(t testing.TB, rt *host.Runtime, name string, wasm []byte, mod func(*host.PluginSpec)) (*host.Plugin, error) {
+	t.Helper()
+	spec := host.PluginSpec{Name: name, Wasm: wasm, Pool: host.DefaultPoolConfig(), Limits: host.DefaultLimits()}
+	spec.Pool.Min = 1
+	if mod != nil {
+		mod(&spec)
+	}
+	p, err := rt.Load(context.Background(), spec)
+	if err == nil {
+		t.Cleanup(func() { p.Drain(context.Background()) })
+	}
+	return p, err
+}
+
+func mustLoadPlugin(t testing.TB, rt *host.Runtime, name string, mod func(*host.PluginSpec)) *host.Plugin {
+	t.Helper()
+	p, err := LoadPlugin(t, rt, name, mod)
+	if err != nil {
+		t.Fatalf("load %s: %v", name, err)
+	}
+	return p
+}
+
+// HTTPRequest encodes a request as the server would.
+func HTTPRequest(method, path, query string, body []byte, headers ...string) []byte {
+	r := &abi.Request{
+		Method: []byte(method), Scheme: []byte("http"), Host: []byte("example.test"),
+		Path: []byte(path), RawQuery: []byte(query), RemoteAddr: []byte("127.0.0.1:9999"),
+		RequestID: []byte("host-req-1"), Body: body,
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		r.Headers = append(r.Headers, abi.Header{Name: []byte(headers[i]), Value: []byte(headers[i+1])})
+	}
+	return abi.AppendRequest(nil, r)
+}
+
+func handle(t testing.TB, p *host.Plugin, req []byte) (abi.Response, error) {
+	t.Helper()
+	out, err := p.Handle(context.Background(), req, nil)
+	if err != nil {
+		return abi.Response{}, err
+	}
+	var resp abi.Response
+	if err := abi.DecodeResponse(out, &resp); err != nil {
+		t.Fatalf("decode response: %v", err)
+	}
+	return resp, nil
+}
+
+func runExamples(t *testing.T, engineName string) {
+	logs := &logBuffer{}
+	rt := NewRuntime(t, engineName, PluginCacheDir(t), slog.New(logs))
+	ctx := context.Background()
+
+	hello := mustLoadPlugin(t, rt, "hello", nil)
+	resp, err := handle(t, hello, HTTPRequest("GET", "/hello/", "", nil))
+	if err != nil || resp.Status != 200 || string(resp.Body) != `{"message":"hello, world"}` {
+		t.Fatalf("hello: %v %d %q", err, resp.Status, resp.Body)
+	}
+
+	jsonapi := mustLoadPlugin(t, rt, "jsonapi", nil)
+	resp, err = handle(t, jsonapi, HTTPRequest("GET", "/jsonapi/items", "n=100", nil))
+	var list struct {
+		Count int               `json:"count"`
+		Items []json.RawMessage `json:"items"`
+	}
+	if err != nil || resp.Status != 200 || json.Unmarshal(resp.Body, &list) != nil || list.Count != 100 || len(list.Items) != 100 {
+		t.Fatalf("jsonapi: %v %d %d items", err, resp.Status, len(list.Items))
+	}
+
+	echo := mustLoadPlugin(t, rt, "echo", func(s *host.PluginSpec) {
+		s.Grants.Config = map[string]string{"greeting": "from the manifest"}
+	})
+	body := []byte("a\x00b")
+	resp, err = handle(t, echo, HTTPRequest("POST", "/echo/x", "log=logged+line&config=greeting", body, "Content-Type", "text/plain"))
+	var e struct {
+		Method, Path, RequestID string
+		BodyBase64              string `json:"body_base64"`
+		Config                  *string
+	}
+	if err != nil || resp.Status != 200 || json.Unmarshal(resp.Body, &e) != nil {
+		t.Fatalf("echo: %v %d %s", err, resp.Status, resp.Body)
+	}
+	if e.Method != "POST" || e.Path != "/echo/x" || e.Config == nil || *e.Config != "from the manifest" ||
+		!strings.Contains(string(resp.Body), `"request_id": "host-req-1"`) || !strings.Contains(string(resp.Body), `"body_base64": "YQBi"`) {
+		t.Fatalf("echo document: %s", resp.Body)
+	}
+	if r, ok := logs.find("logged line"); !ok || r.Level != slog.LevelInfo || attrOf(r, "path") != "/echo/x" {
+		t.Fatalf("guest log not in the host log (found %v)", ok)
+	}
+
+	for _, c := range []struct {
+		payload string
+		status  abi.JobStatus
+	}{{"work", abi.JobOK}, {"retry", abi.JobRetry}, {"fail", abi.JobFail}, {"panic", abi.JobRetry}} {
+		res, err := echo.RunJob(ctx, &abi.Job{Queue: []byte("echo"), ID: []byte("j-" + c.payload), Attempt: 1, Payload: []byte(c.payload)})
+		if err != nil || res.Status != c.status {
+			t.Errorf("job %s: %v, status %d, want %d", c.payload, err, res.Status, c.status)
+		}
+	}
+}
+
+func runHostile(t *testing.T, engineName string) {
+	rt := NewRuntime(t, engineName, PluginCacheDir(t), slog.New(&logBuffer{}))
+
+	loadCases := []struct {
+		name string
+		is   error
+	}{
+		{"badabi", engine.ErrABIVersion},
+		{"noexports", engine.ErrMissingExport},
+		{"initpanic", engine.ErrInit},
+	}
+	for _, c := range loadCases {
+		t.Run("load/"+c.name, func(t *testing.T) {
+			if _, err := LoadPlugin(t, rt, c.name, nil); !errors.Is(err, c.is) {
+				t.Fatalf("load: %v, want %v", err, c.is)
+			}
+		})
+	}
+	t.Run("load/corrupt", func(t *testing.T) {
+		root, err := testplugins.RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wasm, err := os.ReadFile(filepath.Join(root, "plugins", "testdata", "corrupt.wasm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadWasm(t, rt, "corrupt", wasm, nil); err == nil {
+			t.Fatal("corrupt module loaded")
+		}
+	})
+
+	callCases := []struct {
+		plugin, path, query string
+		mod                 func(*host.PluginSpec)
+		is                  error
+	}{
+		{"trap", "/trap/", "", nil, engine.ErrTrap},
+		{"trap", "/trap/goroutine", "", nil, engine.ErrTrap},
+		{"trap", "/trap/exit", "", nil, engine.ErrTrap},
+		{"badptr", "/badptr/in", "", nil, engine.ErrTrap},
+		{"badptr", "/badptr/out", "", nil, engine.ErrTrap},
+		{"badptr", "/badptr/result", "", nil, engine.ErrTrap},
+		{"badresp", "/badresp/oob", "", nil, engine.ErrTrap},
+		{"badalloc", "/badalloc/", "", nil, engine.ErrTrap},
+		{"spin", "/spin/", "", func(s *host.PluginSpec) { s.Limits.Timeout = 300 * time.Millisecond }, engine.ErrInterrupted},
+		{"membomb", "/membomb/", "", func(s *host.PluginSpec) { s.Limits.MaxMemoryPages = 256 }, engine.ErrTrap},
+		{"bigresp", "/bigresp/", "bytes=2000000", func(s *host.PluginSpec) { s.Limits.MaxResponseBytes = 1 << 20 }, engine.ErrResponseTooLarge},
+	}
+	for _, c := range callCases {
+		t.Run(c.plugin+c.path, func(t *testing.T) {
+			p := mustLoadPlugin(t, rt, c.plugin, c.mod)
+			resp, err := handle(t, p, HTTPRequest("GET", c.path, c.query, nil))
+			if !errors.Is(err, c.is) {
+				t.Fatalf("got %v (status %d), want error %v", err, resp.Status, c.is)
+			}
+			t.Logf("contained: %v", err)
+		})
+	}
+
+	// Handler panics are the SDK's to contain: a 500, and the instance
+	// stays usable.
+	trap := mustLoadPlugin(t, rt, "trap", nil)
+	for i := 0; i < 2; i++ {
+		resp, err := handle(t, trap, HTTPRequest("GET", "/trap/panic", "", nil))
+		if err != nil || resp.Status != 500 || !bytes.Equal(resp.Body, []byte("internal server error\n")) {
+			t.Fatalf("panic: %v %d %q", err, resp.Status, resp.Body)
+		}
+	}
+	slow := mustLoadPlugin(t, rt, "slow", nil)
+	resp, err := handle(t, slow, HTTPRequest("GET", "/slow/", "ms=10", nil))
+	if err != nil || resp.Status != 200 || string(resp.Body) != "slept 10 ms\n" {
+		t.Fatalf("slow: %v %d %q", err, resp.Status, resp.Body)
+	}
+}
+
+// PythonPlugin returns plugins/<name>.wasm when `make plugins` built it
+// (or skips the test), with the directory grant that mounts the files the
+// plugin carries in its wasmcorn.files section (standard library, SDK,
+// app) at /wasmcorn, extracted into a temporary directory.
+func PythonPlugin(t testing.TB, name string) ([]byte, []engine.DirGrant) {
+	t.Helper()
+	root, err := testplugins.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wasm, err := os.ReadFile(filepath.Join(root, "plugins", name+".wasm"))
+	if errors.Is(err, os.ErrNotExist) {
+		t.Skipf("plugins/%s.wasm is not built (make plugins)", name)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := bundlefs.Section(wasm)
+	if err != nil || z == nil {
+		t.Fatalf("plugins/%s.wasm: no %s section (%v)", name, bundlefs.SectionName, err)
+	}
+	files, err := bundlefs.New(z)
+	if err != nil {
+		t.Fatalf("plugins/%s.wasm: %v", name, err)
+	}
+	dir := filepath.Join(t.TempDir(), "files")
+	if err := os.CopyFS(dir, files); err != nil {
+		t.Fatalf("extract the files of plugins/%s.wasm: %v", name, err)
+	}
+	return wasm, []engine.DirGrant{{GuestPath: bundlefs.GuestPath, HostPath: dir}}
+}
+
+func runPython(t *testing.T, engineName string) {
+	wasm, dirs := PythonPlugin(t, "py-hello")
+	rt := NewRuntime(t, engineName, PluginCacheDir(t), slog.New(&logBuffer{}))
+	p, err := loadWasm(t, rt, "py-hello", wasm, func(s *host.PluginSpec) { s.Dirs = dirs })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		resp, err := handle(t, p, HTTPRequest("GET", "/py-hello/", "", nil))
+		var m map[string]string
+		if err != nil || resp.Status != 200 || json.Unmarshal(resp.Body, &m) != nil || m["message"] != "hello, world" {
+			t.Fatalf("py-hello: %v %d %q", err, resp.Status, resp.Body)
+		}
+	}
+	resp, err := handle(t, p, HTTPRequest("GET", "/py-hello/greet/ann", "lang=fr", nil))
+	var g map[string]string
+	if err != nil || resp.Status != 200 || json.Unmarshal(resp.Body, &g) != nil || g["hello"] != "ann" || g["lang"] != "fr" {
+		t.Fatalf("py-hello greet: %v %d %q", err, resp.Status, resp.Body)
+	}
+}

@@ -1,0 +1,377 @@
+package wasmtime
+
+/*
+#cgo noescape wt_call
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"runtime/cgo"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/wasmcorn/wasmcorn/abi"
+	"github.com/wasmcorn/wasmcorn/host/engine"
+)
+
+type module struct {
+	name      string
+	v         *variant
+	cm        *C.wasmtime_module_t
+	pre       *C.wasmtime_instance_pre_t
+	cfg       engine.ModuleConfig
+	exports   map[string]externInfo
+	maxMemory int64
+	// C copies of the granted environment and directories, made once.
+	envNames, envValues, dirHosts, dirGuests *cStrings
+
+	closeOnce sync.Once
+}
+
+// Mode reports how deadlines are enforced for this module: "epoch" or
+// "off" (deadline_enforced = false).
+func (m *module) Mode() string {
+	if m.v.epoch {
+		return "epoch"
+	}
+	return "off"
+}
+
+func (m *module) HasExport(name string) bool {
+	x, ok := m.exports[name]
+	return ok && x.kind == C.WASM_EXTERN_FUNC
+}
+
+func (m *module) Close(context.Context) error {
+	m.closeOnce.Do(func() {
+		C.wasmtime_instance_pre_delete(m.pre)
+		C.wasmtime_module_delete(m.cm)
+		m.envNames.free()
+		m.envValues.free()
+		m.dirHosts.free()
+		m.dirGuests.free()
+	})
+	return nil
+}
+
+// wasiConfig builds the WASI context of one instance: the granted
+// environment and directories; real clocks and a CSPRNG are Wasmtime's
+// defaults. Output is captured by the store (see wt_store_set_wasi).
+func (m *module) wasiConfig() (*C.wasi_config_t, error) {
+	wc := C.wasi_config_new()
+	if n := m.envNames.n; n > 0 {
+		if !C.wasi_config_set_env(wc, C.size_t(n), m.envNames.p, m.envValues.p) {
+			C.wasi_config_delete(wc)
+			return nil, fmt.Errorf("set WASI environment")
+		}
+	}
+	for i, d := range m.cfg.Dirs {
+		perms, filePerms := C.size_t(C.WASMTIME_WASI_DIR_PERMS_READ), C.size_t(C.WASMTIME_WASI_FILE_PERMS_READ)
+		if d.ReadWrite {
+			perms |= C.WASMTIME_WASI_DIR_PERMS_WRITE
+			filePerms |= C.WASMTIME_WASI_FILE_PERMS_WRITE
+		}
+		if !C.wasi_config_preopen_dir(wc, m.dirHosts.at(i), m.dirGuests.at(i), C.wasi_dir_perms(perms), C.wasi_file_perms(filePerms)) {
+			C.wasi_config_delete(wc)
+			return nil, fmt.Errorf("preopen %s as %s: cannot open the directory", d.HostPath, d.GuestPath)
+		}
+	}
+	return wc, nil
+}
+
+// InitTimeout bounds a guest's _initialize when ctx has no earlier deadline.
+const InitTimeout = 60 * time.Second
+
+func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.Instance, error) {
+	in := &instance{mod: m, hc: hc, ctx: ctx}
+	if m.cfg.Stdout != nil {
+		in.stdout = &lineSplitter{w: m.cfg.Stdout}
+	}
+	if m.cfg.Stderr != nil {
+		in.stderr = &lineSplitter{w: m.cfg.Stderr}
+	}
+	in.h = cgo.NewHandle(in)
+	in.s = C.wt_store_new(m.v.engine, boolInt(m.v.epoch), C.uintptr_t(in.h), C.int64_t(m.maxMemory))
+	if in.s == nil {
+		in.h.Delete()
+		return nil, fmt.Errorf("plugin %q: %w: cannot create a store", m.name, engine.ErrInit)
+	}
+	fail := func(format string, args ...any) (engine.Instance, error) {
+		in.Close(ctx)
+		return nil, fmt.Errorf("plugin %q: %w: %s", m.name, engine.ErrInit, fmt.Sprintf(format, args...))
+	}
+	wc, err := m.wasiConfig()
+	if err != nil {
+		return fail("%v", err)
+	}
+	if cerr := C.wt_store_set_wasi(in.s, wc, boolInt(in.stdout != nil), boolInt(in.stderr != nil)); cerr != nil {
+		return fail("configure WASI: %s", errorMessage(cerr))
+	}
+	var trap *C.wasm_trap_t
+	var missing *C.char
+	if cerr := C.wt_instantiate(in.s, m.pre, &trap, &missing); cerr != nil {
+		return fail("%s", errorMessage(cerr))
+	}
+	if trap != nil {
+		return fail("%s", trapMessage(trap))
+	}
+	if missing != nil {
+		in.Close(ctx)
+		return nil, fmt.Errorf("plugin %q: %w: %s is not exported", m.name, engine.ErrMissingExport, C.GoString(missing))
+	}
+	if in.s.has_fn[C.WT_INIT] != 0 {
+		if err := in.initialize(ctx); err != nil {
+			return fail("_initialize: %v", err)
+		}
+	}
+	in.ctx = ctx
+	if rc := C.wt_call(in.s, C.WT_VERSION, nil, 0); rc != C.WT_OK {
+		return fail("%s trapped: %s", abi.ExportVersion, in.takeError())
+	}
+	in.ctx = nil
+	if got := int32(in.s.result); got != abi.Version {
+		in.Close(ctx)
+		return nil, fmt.Errorf("plugin %q: %w: plugin speaks wasmcorn ABI version %d; this host implements version %d",
+			m.name, engine.ErrABIVersion, got, abi.Version)
+	}
+	return in, nil
+}
+
+// initialize runs _initialize, interrupting it at ctx's deadline or after
+// InitTimeout. Instantiation is rare, so a timer per call is fine here.
+func (in *instance) initialize(ctx context.Context) error {
+	d := InitTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		d = time.Until(dl)
+	}
+	t := time.AfterFunc(d, in.Interrupt)
+	in.ctx = ctx
+	rc := C.wt_call(in.s, C.WT_INIT, nil, 0)
+	if !t.Stop() {
+		// The timer fired (or is firing): the instance is or will be
+		// interrupted, so it is unusable even if _initialize returned.
+		if rc != C.WT_OK {
+			in.takeError()
+		}
+		return fmt.Errorf("did not finish within %v", d)
+	}
+	if rc != C.WT_OK {
+		return fmt.Errorf("%s", in.takeError())
+	}
+	return nil
+}
+
+type instance struct {
+	mod    *module
+	hc     engine.HostCaller
+	s      *C.wt_store
+	h      cgo.Handle
+	ctx    context.Context // of the call in progress, for host calls
+	stdout *lineSplitter
+	stderr *lineSplitter
+
+	reply   []byte
+	pending bool
+
+	interrupted atomic.Bool
+	mu          sync.Mutex // orders Interrupt against Close
+	closed      bool
+}
+
+func (in *instance) MemoryBytes() uint64 {
+	// Updated in C at the end of every call; memory only grows in calls.
+	return uint64(in.s.mem_size)
+}
+
+func (in *instance) Interrupt() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed || in.interrupted.Swap(true) {
+		return
+	}
+	C.wt_interrupt(in.s)
+}
+
+func (in *instance) Close(context.Context) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed {
+		return nil
+	}
+	in.closed = true
+	if in.stdout != nil {
+		in.stdout.flush()
+	}
+	if in.stderr != nil {
+		in.stderr.flush()
+	}
+	C.wt_store_delete(in.s)
+	in.s = nil
+	in.h.Delete()
+	return nil
+}
+
+func (in *instance) Call(ctx context.Context, export string, req []byte, maxOut uint32) ([]byte, error) {
+	var which C.int
+	switch export {
+	case abi.ExportHandle:
+		which = C.WT_HANDLE
+	case abi.ExportJob:
+		which = C.WT_JOB
+		if in.s.has_fn[C.WT_JOB] == 0 {
+			return nil, fmt.Errorf("plugin %q: %w: %s is not exported", in.mod.name, engine.ErrMissingExport, abi.ExportJob)
+		}
+	default:
+		return nil, fmt.Errorf("plugin %q: %w: %s is not a callable export", in.mod.name, engine.ErrMissingExport, export)
+	}
+	if len(req) > math.MaxInt32 {
+		return nil, fmt.Errorf("plugin %q: request of %d bytes exceeds the 2 GiB ABI limit", in.mod.name, len(req))
+	}
+	in.ctx = ctx
+	rc := C.wt_call(in.s, which, (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(req))), C.size_t(len(req)))
+	in.ctx = nil
+	s := in.s
+	switch rc {
+	case C.WT_OK:
+	case C.WT_INTERRUPTED:
+		return nil, fmt.Errorf("plugin %q: %w", in.mod.name, engine.ErrInterrupted)
+	case C.WT_ALLOC_FAILED:
+		return nil, in.callError(abi.ExportAlloc)
+	case C.WT_ALLOC_BAD:
+		ptr, size := abi.UnpackPtrLen(uint64(s.result))
+		return nil, fmt.Errorf("plugin %q: %w: %s(%d) returned %#x, outside memory of %d bytes",
+			in.mod.name, engine.ErrTrap, abi.ExportAlloc, size, ptr, s.mem_size)
+	default:
+		return nil, in.callError(export)
+	}
+	ptr, size := abi.UnpackPtrLen(uint64(s.result))
+	if size > maxOut {
+		return nil, fmt.Errorf("plugin %q: %w: %d bytes, limit %d", in.mod.name, engine.ErrResponseTooLarge, size, maxOut)
+	}
+	if uint64(ptr)+uint64(size) > uint64(s.mem_size) {
+		return nil, fmt.Errorf("plugin %q: %w: %s returned %#x+%d, outside memory of %d bytes",
+			in.mod.name, engine.ErrTrap, export, ptr, size, s.mem_size)
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(s.mem_data)), int(s.mem_size))[ptr : ptr+size : ptr+size], nil
+}
+
+// callError classifies a failed call: interrupted (the flag is set),
+// exited (WASI proc_exit) or trapped.
+func (in *instance) callError(export string) error {
+	msg := in.takeError()
+	if in.interrupted.Load() {
+		return fmt.Errorf("plugin %q: %w", in.mod.name, engine.ErrInterrupted)
+	}
+	return fmt.Errorf("plugin %q: %w in %s: %s", in.mod.name, engine.ErrTrap, export, msg)
+}
+
+// takeError describes and frees the error or trap the last call left.
+func (in *instance) takeError() string {
+	s := in.s
+	var msg string
+	if s.err != nil {
+		var status C.int
+		if C.wasmtime_error_exit_status(s.err, &status) {
+			msg = fmt.Sprintf("the guest exited with code %d", int(status))
+			C.wasmtime_error_delete(s.err)
+		} else {
+			msg = errorMessage(s.err)
+		}
+		s.err = nil
+	}
+	if s.trap != nil {
+		msg = trapMessage(s.trap)
+		s.trap = nil
+	}
+	if msg == "" {
+		msg = "unknown failure"
+	}
+	return msg
+}
+
+// hostCall serves wasmcorn.call; mem is the guest's linear memory. A
+// non-empty trap message makes the guest trap.
+func (in *instance) hostCall(op, inPtr, inLen, outPtr, outCap uint32, mem []byte) (uint32, string) {
+	if uint64(inPtr)+uint64(inLen) > uint64(len(mem)) {
+		return 0, fmt.Sprintf("wasmcorn.call(%s): argument region %#x+%d outside memory of %d bytes",
+			abi.Op(op), inPtr, inLen, len(mem))
+	}
+	if uint64(outPtr)+uint64(outCap) > uint64(len(mem)) {
+		return 0, fmt.Sprintf("wasmcorn.call(%s): reply region %#x+%d outside memory of %d bytes",
+			abi.Op(op), outPtr, outCap, len(mem))
+	}
+	ctx := in.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	in.reply = in.hc.HostCall(ctx, op, mem[inPtr:inPtr+inLen:inPtr+inLen], in.reply[:0])
+	n := uint32(len(in.reply))
+	if n <= outCap {
+		copy(mem[outPtr:], in.reply)
+		in.pending = false
+	} else {
+		in.pending = true
+	}
+	if cap(in.reply) > 1<<20 && !in.pending {
+		in.reply = nil // do not pin a huge reply buffer per instance
+	}
+	return n, ""
+}
+
+// hostResult serves wasmcorn.result.
+func (in *instance) hostResult(ptr, capacity uint32, mem []byte) (int32, string) {
+	n := uint32(len(in.reply))
+	if !in.pending || n > capacity {
+		return -1, ""
+	}
+	if uint64(ptr)+uint64(n) > uint64(len(mem)) {
+		return 0, fmt.Sprintf("wasmcorn.result: region %#x+%d outside memory of %d bytes", ptr, n, len(mem))
+	}
+	copy(mem[ptr:], in.reply)
+	in.pending = false
+	return int32(n), ""
+}
+
+// lineSplitter turns guest stdout/stderr writes into lines.
+type lineSplitter struct {
+	w   engine.LineWriter
+	buf []byte
+}
+
+func (l *lineSplitter) Write(p []byte) {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			l.buf = append(l.buf, p...)
+			if len(l.buf) > 64<<10 { // flush very long lines in pieces
+				l.w.WriteLine(l.buf)
+				l.buf = l.buf[:0]
+			}
+			return
+		}
+		if len(l.buf) > 0 {
+			l.buf = append(l.buf, p[:i]...)
+			l.w.WriteLine(l.buf)
+			l.buf = l.buf[:0]
+		} else {
+			l.w.WriteLine(p[:i])
+		}
+		p = p[i+1:]
+	}
+}
+
+// flush writes a final unterminated line.
+func (l *lineSplitter) flush() {
+	if len(l.buf) > 0 {
+		l.w.WriteLine(l.buf)
+		l.buf = l.buf[:0]
+	}
+}

@@ -1,0 +1,262 @@
+// shim.c: see shim.h.
+#include <stdlib.h>
+#include <string.h>
+
+#include "_cgo_export.h"
+#include "shim.h"
+
+wasm_engine_t *wt_engine_new(int epoch) {
+  wasm_config_t *c = wasm_config_new();
+  if (c == NULL) return NULL;
+  wasmtime_config_epoch_interruption_set(c, epoch != 0);
+  return wasm_engine_new_with_config(c);  // takes ownership of c
+}
+
+// wt_epoch_deadline runs, in the thread running the guest, whenever the
+// engine's epoch passes the store's deadline, which is set one tick ahead of
+// the epoch at the start of every call. Interrupt increments the epoch, so
+// every running guest of the engine comes here once: the interrupted one
+// stops, the others carry on with a deadline one tick further. Nothing ticks
+// the epoch otherwise, so an uninterrupted guest never comes here.
+static wasmtime_error_t *wt_epoch_deadline(wasmtime_context_t *cx, void *data,
+                                           uint64_t *delta,
+                                           wasmtime_update_deadline_kind_t *kind) {
+  (void)cx;
+  wt_store *s = data;
+  // Pairs with the fence in wt_interrupt: a guest that saw the new epoch
+  // also sees the flag stored before it.
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&s->interrupt, __ATOMIC_SEQ_CST)) {
+    return wasmtime_error_new("wasmcorn: interrupted at deadline");
+  }
+  *delta = 1;
+  *kind = WASMTIME_UPDATE_DEADLINE_CONTINUE;
+  return NULL;
+}
+
+void wt_interrupt(wt_store *s) {
+  __atomic_store_n(&s->interrupt, 1, __ATOMIC_SEQ_CST);
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  if (s->epoch) wasmtime_engine_increment_epoch(s->engine);
+}
+
+wt_store *wt_store_new(wasm_engine_t *engine, int epoch, uintptr_t handle,
+                       int64_t max_memory_bytes) {
+  wt_store *s = calloc(1, sizeof(wt_store));
+  if (s == NULL) return NULL;
+  s->engine = engine;
+  s->epoch = epoch;
+  s->handle = handle;
+  s->store = wasmtime_store_new(engine, s, NULL);
+  if (s->store == NULL) {
+    free(s);
+    return NULL;
+  }
+  s->cx = wasmtime_store_context(s->store);
+  wasmtime_store_limiter(s->store, max_memory_bytes > 0 ? max_memory_bytes : -1,
+                         -1, -1, -1, -1);
+  if (epoch) {
+    wasmtime_store_epoch_deadline_callback(s->store, wt_epoch_deadline, s, NULL);
+    wasmtime_context_set_epoch_deadline(s->cx, 1);
+  }
+  return s;
+}
+
+static ptrdiff_t wt_stdout(void *data, const unsigned char *buf, size_t n) {
+  return wtGuestOutput(((wt_store *)data)->handle, 1, (void *)buf, n);
+}
+
+static ptrdiff_t wt_stderr(void *data, const unsigned char *buf, size_t n) {
+  return wtGuestOutput(((wt_store *)data)->handle, 2, (void *)buf, n);
+}
+
+wasmtime_error_t *wt_store_set_wasi(wt_store *s, wasi_config_t *wasi,
+                                    int capture_stdout, int capture_stderr) {
+  if (capture_stdout) wasi_config_set_stdout_custom(wasi, wt_stdout, s, NULL);
+  if (capture_stderr) wasi_config_set_stderr_custom(wasi, wt_stderr, s, NULL);
+  return wasmtime_context_set_wasi(s->cx, wasi);
+}
+
+static int wt_export_func(wt_store *s, wasmtime_instance_t *inst, const char *name,
+                          wasmtime_func_t *out) {
+  wasmtime_extern_t item;
+  if (!wasmtime_instance_export_get(s->cx, inst, name, strlen(name), &item)) return 0;
+  if (item.kind != WASMTIME_EXTERN_FUNC) {
+    wasmtime_extern_delete(&item);
+    return 0;
+  }
+  *out = item.of.func;
+  return 1;
+}
+
+wasmtime_error_t *wt_instantiate(wt_store *s, const wasmtime_instance_pre_t *pre,
+                                 wasm_trap_t **trap, const char **missing) {
+  wasmtime_instance_t inst;
+  *trap = NULL;
+  *missing = NULL;
+  wasmtime_error_t *err = wasmtime_instance_pre_instantiate(pre, s->cx, &inst, trap);
+  if (err != NULL || *trap != NULL) return err;
+  wasmtime_extern_t item;
+  if (wasmtime_instance_export_get(s->cx, &inst, "memory", 6, &item)) {
+    if (item.kind == WASMTIME_EXTERN_MEMORY) {
+      s->mem = item.of.memory;
+      s->has_mem = 1;
+    } else {
+      wasmtime_extern_delete(&item);
+    }
+  }
+  if (!s->has_mem) {
+    *missing = "memory";
+    return NULL;
+  }
+  if (!wt_export_func(s, &inst, "wasmcorn_alloc", &s->alloc)) {
+    *missing = "wasmcorn_alloc";
+    return NULL;
+  }
+  s->has_fn[WT_HANDLE] = wt_export_func(s, &inst, "wasmcorn_handle", &s->fn[WT_HANDLE]);
+  s->has_fn[WT_JOB] = wt_export_func(s, &inst, "wasmcorn_job", &s->fn[WT_JOB]);
+  s->has_fn[WT_VERSION] = wt_export_func(s, &inst, "wasmcorn_abi_version", &s->fn[WT_VERSION]);
+  s->has_fn[WT_INIT] = wt_export_func(s, &inst, "_initialize", &s->fn[WT_INIT]);
+  if (!s->has_fn[WT_HANDLE]) *missing = "wasmcorn_handle";
+  if (!s->has_fn[WT_VERSION]) *missing = "wasmcorn_abi_version";
+  s->mem_data = wasmtime_memory_data(s->cx, &s->mem);
+  s->mem_size = wasmtime_memory_data_size(s->cx, &s->mem);
+  return NULL;
+}
+
+void wt_store_delete(wt_store *s) {
+  if (s->err) wasmtime_error_delete(s->err);
+  if (s->trap) wasm_trap_delete(s->trap);
+  wasmtime_store_delete(s->store);
+  free(s);
+}
+
+static inline void wt_refresh_mem(wt_store *s) {
+  s->mem_data = wasmtime_memory_data(s->cx, &s->mem);
+  s->mem_size = wasmtime_memory_data_size(s->cx, &s->mem);
+}
+
+static inline int wt_failed(wt_store *s, wasmtime_error_t *err) {
+  s->err = err;
+  return err != NULL || s->trap != NULL;
+}
+
+// wt_call runs one call: for WT_HANDLE and WT_JOB it writes req into the
+// guest's request buffer (growing it through wasmcorn_alloc when too small)
+// and calls the export with (ptr, len); WT_VERSION and WT_INIT take no
+// arguments. The outcome is left in s (result, memory, err or trap).
+int wt_call(wt_store *s, int which, const uint8_t *req, size_t n) {
+  wasmtime_val_raw_t args[2];
+  s->err = NULL;
+  s->trap = NULL;
+  s->result = 0;
+  if (s->epoch) {
+    wasmtime_context_set_epoch_deadline(s->cx, 1);
+    // Pairs with wt_interrupt: either the flag is seen now, or the epoch
+    // increment that follows it will pass the deadline just set.
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&s->interrupt, __ATOMIC_SEQ_CST)) return WT_INTERRUPTED;
+  }
+  if (which == WT_VERSION || which == WT_INIT) {
+    if (wt_failed(s, wasmtime_func_call_unchecked(s->cx, &s->fn[which], args, 1, &s->trap))) {
+      wt_refresh_mem(s);
+      return WT_CALL_FAILED;
+    }
+    if (which == WT_VERSION) s->result = (uint32_t)args[0].i32;
+    wt_refresh_mem(s);
+    return WT_OK;
+  }
+  wt_refresh_mem(s);
+  if (n > s->buf_cap || s->buf_ptr == 0) {
+    uint32_t size = n < 4096 ? 4096 : (uint32_t)n;
+    args[0].i32 = (int32_t)size;
+    if (wt_failed(s, wasmtime_func_call_unchecked(s->cx, &s->alloc, args, 1, &s->trap))) {
+      wt_refresh_mem(s);
+      return WT_ALLOC_FAILED;
+    }
+    wt_refresh_mem(s);
+    uint32_t ptr = (uint32_t)args[0].i32;
+    if (ptr == 0 || (uint64_t)ptr + size > s->mem_size) {
+      s->result = ((uint64_t)ptr << 32) | size;
+      return WT_ALLOC_BAD;
+    }
+    s->buf_ptr = ptr;
+    s->buf_cap = size;
+  }
+  if (n > 0) memcpy(s->mem_data + s->buf_ptr, req, n);
+  args[0].i32 = (int32_t)s->buf_ptr;
+  args[1].i32 = (int32_t)n;
+  if (wt_failed(s, wasmtime_func_call_unchecked(s->cx, &s->fn[which], args, 2, &s->trap))) {
+    wt_refresh_mem(s);
+    return WT_CALL_FAILED;
+  }
+  s->result = (uint64_t)args[0].i64;
+  wt_refresh_mem(s);
+  return WT_OK;
+}
+
+// Host functions. The store's data is its wt_store; the Go side finds its
+// instance through the handle and gets guest memory as a pointer and size.
+
+static wasm_trap_t *wt_host_call(void *env, wasmtime_caller_t *caller,
+                                 wasmtime_val_raw_t *a, size_t n) {
+  (void)env;
+  (void)n;
+  wt_store *s = wasmtime_context_get_data(wasmtime_caller_context(caller));
+  if (!s->has_mem) {
+    static const char msg[] = "wasmcorn.call: called before the instance had memory";
+    return wasmtime_trap_new(msg, sizeof msg - 1);
+  }
+  uint8_t *mem = wasmtime_memory_data(s->cx, &s->mem);
+  size_t size = wasmtime_memory_data_size(s->cx, &s->mem);
+  int32_t ret = 0;
+  wasm_trap_t *t = wtHostCall(s->handle, (uint32_t)a[0].i32, (uint32_t)a[1].i32,
+                              (uint32_t)a[2].i32, (uint32_t)a[3].i32,
+                              (uint32_t)a[4].i32, mem, size, &ret);
+  if (t != NULL) return t;
+  a[0].i32 = ret;
+  return NULL;
+}
+
+static wasm_trap_t *wt_host_result(void *env, wasmtime_caller_t *caller,
+                                   wasmtime_val_raw_t *a, size_t n) {
+  (void)env;
+  (void)n;
+  wt_store *s = wasmtime_context_get_data(wasmtime_caller_context(caller));
+  if (!s->has_mem) {
+    static const char msg[] = "wasmcorn.result: called before the instance had memory";
+    return wasmtime_trap_new(msg, sizeof msg - 1);
+  }
+  uint8_t *mem = wasmtime_memory_data(s->cx, &s->mem);
+  size_t size = wasmtime_memory_data_size(s->cx, &s->mem);
+  int32_t ret = 0;
+  wasm_trap_t *t = wtHostResult(s->handle, (uint32_t)a[0].i32, (uint32_t)a[1].i32,
+                                mem, size, &ret);
+  if (t != NULL) return t;
+  a[0].i32 = ret;
+  return NULL;
+}
+
+static wasm_functype_t *wt_functype_i32(size_t nparams, size_t nresults) {
+  wasm_valtype_t *ps[8], *rs[8];
+  for (size_t i = 0; i < nparams; i++) ps[i] = wasm_valtype_new(WASM_I32);
+  for (size_t i = 0; i < nresults; i++) rs[i] = wasm_valtype_new(WASM_I32);
+  wasm_valtype_vec_t params, results;
+  wasm_valtype_vec_new(&params, nparams, ps);
+  wasm_valtype_vec_new(&results, nresults, rs);
+  return wasm_functype_new(&params, &results);
+}
+
+wasmtime_error_t *wt_linker_define_host(wasmtime_linker_t *l, const char *module,
+                                        const char *call, const char *result) {
+  wasm_functype_t *ty = wt_functype_i32(5, 1);
+  wasmtime_error_t *err = wasmtime_linker_define_func_unchecked(
+      l, module, strlen(module), call, strlen(call), ty, wt_host_call, NULL, NULL);
+  wasm_functype_delete(ty);
+  if (err != NULL) return err;
+  ty = wt_functype_i32(2, 1);
+  err = wasmtime_linker_define_func_unchecked(l, module, strlen(module), result,
+                                              strlen(result), ty, wt_host_result, NULL, NULL);
+  wasm_functype_delete(ty);
+  return err;
+}

@@ -1,0 +1,66 @@
+// shim.h: the C side of the wasmtime engine. Everything on the request path
+// (writing the request, calling the export, host calls, the epoch deadline
+// callback) happens here in one cgo call per request, without allocating.
+#ifndef WASMCORN_WT_SHIM_H
+#define WASMCORN_WT_SHIM_H
+
+#include <stdint.h>
+#include <wasmtime.h>
+
+// Status codes of wt_call.
+enum {
+  WT_OK = 0,
+  WT_ALLOC_FAILED = 1,  // wasmcorn_alloc trapped or failed; err or trap set
+  WT_ALLOC_BAD = 2,     // wasmcorn_alloc returned a region outside memory
+  WT_CALL_FAILED = 3,   // the export trapped or failed; err or trap set
+  WT_INTERRUPTED = 4,   // Interrupt came before the call started
+};
+
+// Which export wt_call calls.
+enum { WT_HANDLE = 0, WT_JOB = 1, WT_VERSION = 2, WT_INIT = 3 };
+
+// wt_store is one instance: its store, its exports and the outcome of the
+// last call, which Go reads directly from this (C) memory after wt_call.
+typedef struct wt_store {
+  wasmtime_store_t *store;
+  wasmtime_context_t *cx;
+  wasm_engine_t *engine;
+  uintptr_t handle;  // runtime/cgo.Handle of the Go instance
+  int epoch;         // compiled with epoch interruption
+  uint32_t interrupt;  // set by wt_interrupt; read with __atomic builtins
+
+  int has_mem;
+  wasmtime_memory_t mem;
+  wasmtime_func_t fn[4];  // indexed by WT_HANDLE...WT_INIT
+  int has_fn[4];
+  wasmtime_func_t alloc;
+
+  uint32_t buf_ptr, buf_cap;  // the reusable request buffer
+
+  // Outcome of the last call.
+  uint64_t result;  // the export's (ptr<<32 | len), alloc's pointer, or the version
+  uint8_t *mem_data;
+  size_t mem_size;
+  wasmtime_error_t *err;
+  wasm_trap_t *trap;
+} wt_store;
+
+wt_store *wt_store_new(wasm_engine_t *engine, int epoch, uintptr_t handle,
+                       int64_t max_memory_bytes);
+wasmtime_error_t *wt_store_set_wasi(wt_store *s, wasi_config_t *wasi,
+                                    int capture_stdout, int capture_stderr);
+// wt_instantiate instantiates pre in s and looks the ABI exports up. It
+// returns an error or sets *trap on failure; *missing names an absent
+// required export (memory, alloc, handle, version).
+wasmtime_error_t *wt_instantiate(wt_store *s, const wasmtime_instance_pre_t *pre,
+                                 wasm_trap_t **trap, const char **missing);
+void wt_store_delete(wt_store *s);
+
+int wt_call(wt_store *s, int which, const uint8_t *req, size_t n);
+void wt_interrupt(wt_store *s);
+
+wasmtime_error_t *wt_linker_define_host(wasmtime_linker_t *l, const char *module,
+                                        const char *call, const char *result);
+wasm_engine_t *wt_engine_new(int epoch);
+
+#endif
