@@ -11,7 +11,6 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
-	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmcorn/wasmcorn/abi"
 )
@@ -31,8 +30,6 @@ type miniHost struct {
 	pending bool
 	config  map[string]string
 	logs    []logEntry
-	// badRegions counts call/result regions outside memory (each trapped).
-	badRegions int
 }
 
 type logEntry struct {
@@ -52,30 +49,21 @@ var compileCache = sync.OnceValue(func() wazero.CompilationCache {
 	return wazero.NewCompilationCache()
 })
 
-type hostOptions struct {
-	memoryPages   uint32
-	closeOnCancel bool
-}
-
-func newRuntime(ctx context.Context, o hostOptions) wazero.Runtime {
-	cfg := wazero.NewRuntimeConfig().WithCompilationCache(compileCache()).WithCloseOnContextDone(o.closeOnCancel)
-	if o.memoryPages > 0 {
-		cfg = cfg.WithMemoryLimitPages(o.memoryPages)
-	}
-	return wazero.NewRuntimeWithConfig(ctx, cfg)
+func newRuntime(ctx context.Context) wazero.Runtime {
+	return wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(compileCache()))
 }
 
 // startGuest compiles and instantiates plugin name. It returns an error
 // for a module that fails to compile, instantiate or pass the ABI check.
-func startGuest(t testing.TB, name string, o hostOptions) (*miniHost, error) {
+func startGuest(t testing.TB, name string) (*miniHost, error) {
 	t.Helper()
-	return startWasm(t, Bytes(t, name), o)
+	return startWasm(t, Bytes(t, name))
 }
 
-func startWasm(t testing.TB, wasm []byte, o hostOptions) (*miniHost, error) {
+func startWasm(t testing.TB, wasm []byte) (*miniHost, error) {
 	t.Helper()
 	ctx := context.Background()
-	h := &miniHost{t: t, rt: newRuntime(ctx, o), config: map[string]string{"greeting": "hi"}}
+	h := &miniHost{t: t, rt: newRuntime(ctx), config: map[string]string{"greeting": "hi"}}
 	t.Cleanup(func() { h.rt.Close(ctx) })
 	wasi_snapshot_preview1.MustInstantiate(ctx, h.rt)
 	_, err := h.rt.NewHostModuleBuilder(abi.ImportModule).
@@ -131,7 +119,6 @@ func (w testWriter) Write(p []byte) (int, error) {
 func (h *miniHost) call(ctx context.Context, m api.Module, op, inPtr, inLen, outPtr, outCap uint32) uint32 {
 	in, ok := m.Memory().Read(inPtr, inLen)
 	if !ok || uint64(outPtr)+uint64(outCap) > uint64(m.Memory().Size()) {
-		h.badRegions++
 		panic(fmt.Sprintf("wasmcorn.call: region outside memory (in %#x+%d, out %#x+%d)", inPtr, inLen, outPtr, outCap))
 	}
 	h.reply = h.serve(abi.Op(op), in, h.reply[:0])
@@ -148,7 +135,6 @@ func (h *miniHost) result(ctx context.Context, m api.Module, ptr, capacity uint3
 		return -1
 	}
 	if !m.Memory().Write(ptr, h.reply) {
-		h.badRegions++
 		panic(fmt.Sprintf("wasmcorn.result: region %#x+%d outside memory", ptr, len(h.reply)))
 	}
 	h.pending = false
@@ -269,15 +255,6 @@ func header(r *abi.Response, name string) string {
 		}
 	}
 	return ""
-}
-
-// exitCode returns the guest's proc_exit code, or -1.
-func exitCode(err error) int {
-	var e *sys.ExitError
-	if errors.As(err, &e) {
-		return int(e.ExitCode())
-	}
-	return -1
 }
 
 func skipShort(t *testing.T) {

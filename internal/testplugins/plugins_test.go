@@ -9,7 +9,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wasmcorn/wasmcorn/abi"
 )
@@ -49,7 +48,7 @@ func TestBuildIsCached(t *testing.T) {
 func TestHello(t *testing.T) {
 	skipShort(t)
 	ctx := context.Background()
-	h, err := startGuest(t, "hello", hostOptions{})
+	h, err := startGuest(t, "hello")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +78,7 @@ func TestHello(t *testing.T) {
 func TestRequestBufferReuse(t *testing.T) {
 	skipShort(t)
 	ctx := context.Background()
-	h, err := startGuest(t, "echo", hostOptions{})
+	h, err := startGuest(t, "echo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +128,7 @@ type echoDoc struct {
 func TestEcho(t *testing.T) {
 	skipShort(t)
 	ctx := context.Background()
-	h, err := startGuest(t, "echo", hostOptions{})
+	h, err := startGuest(t, "echo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +194,7 @@ func TestEcho(t *testing.T) {
 func TestEchoJobs(t *testing.T) {
 	skipShort(t)
 	ctx := context.Background()
-	h, err := startGuest(t, "echo", hostOptions{})
+	h, err := startGuest(t, "echo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +234,7 @@ func TestEchoJobs(t *testing.T) {
 func TestJSONAPI(t *testing.T) {
 	skipShort(t)
 	ctx := context.Background()
-	h, err := startGuest(t, "jsonapi", hostOptions{})
+	h, err := startGuest(t, "jsonapi")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,214 +282,4 @@ func TestJSONAPI(t *testing.T) {
 	if err != nil || resp.Status != 200 || !strings.Contains(string(resp.Body), `"name":"item-00007"`) {
 		t.Fatalf("item 7: %v %v", err, resp)
 	}
-}
-
-func TestTrap(t *testing.T) {
-	skipShort(t)
-	ctx := context.Background()
-	cases := []struct {
-		path   string
-		status uint32 // 0: the call must fail
-		exit   int    // expected proc_exit code, -1 for a plain trap
-		errSub string
-	}{
-		{"/trap/panic", 500, 0, ""},
-		{"/trap/nil", 500, 0, ""},
-		{"/trap/goroutine", 0, -1, "unreachable"},
-		{"/trap/exit", 0, 3, ""},
-		{"/trap/", 0, -1, "unreachable"},
-	}
-	for _, c := range cases {
-		t.Run(c.path, func(t *testing.T) {
-			h, err := startGuest(t, "trap", hostOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := h.do(ctx, get(c.path, ""))
-			if c.status != 0 {
-				if err != nil || resp.Status != c.status || string(resp.Body) != "internal server error\n" {
-					t.Fatalf("got %v %+v, want status %d", err, resp, c.status)
-				}
-				if len(h.logs) == 0 || !strings.Contains(h.logs[0].Attrs["stack"].Str(), "main.handle") {
-					t.Fatalf("panic log without stack: %+v", h.logs)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("call succeeded: %+v", resp)
-			}
-			if got := exitCode(err); got != c.exit {
-				t.Fatalf("exit code %d, want %d (%v)", got, c.exit, err)
-			}
-			if !strings.Contains(err.Error(), c.errSub) {
-				t.Fatalf("error %v does not mention %q", err, c.errSub)
-			}
-		})
-	}
-}
-
-func TestSpin(t *testing.T) {
-	skipShort(t)
-	h, err := startGuest(t, "spin", hostOptions{closeOnCancel: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := h.do(context.Background(), get("/spin/ready", ""))
-	if err != nil || resp.Status != 200 {
-		t.Fatalf("ready: %v %+v", err, resp)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	if resp, err := h.do(ctx, get("/spin/", "")); err == nil {
-		t.Fatalf("spin returned %+v", resp)
-	}
-	if ctx.Err() == nil {
-		t.Fatal("spin stopped before its deadline")
-	}
-}
-
-func TestMembomb(t *testing.T) {
-	skipShort(t)
-	ctx := context.Background()
-	h, err := startGuest(t, "membomb", hostOptions{memoryPages: 1024}) // 64 MiB
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := h.do(ctx, get("/membomb/", "mb=4"))
-	if err != nil || resp.Status != 200 || string(resp.Body) != "holding 4 MiB\n" {
-		t.Fatalf("mb=4: %v %+v", err, resp)
-	}
-	if _, err := h.do(ctx, get("/membomb/", "")); err == nil {
-		t.Fatal("membomb survived the memory limit")
-	}
-	if pages := h.mod.Memory().Size() / 65536; pages > 1024 {
-		t.Fatalf("memory grew to %d pages past the limit", pages)
-	}
-}
-
-func TestSlowAndBig(t *testing.T) {
-	skipShort(t)
-	ctx := context.Background()
-	slow, err := startGuest(t, "slow", hostOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := slow.do(ctx, get("/slow/", "ms=20"))
-	if err != nil || resp.Status != 200 || string(resp.Body) != "slept 20 ms\n" {
-		t.Fatalf("slow: %v %+v", err, resp)
-	}
-	big, err := startGuest(t, "bigresp", hostOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		query string
-		n     int
-	}{{"bytes=1000", 1000}, {"", 8 << 20}, {"bytes=0", 0}} {
-		resp, err := big.do(ctx, get("/bigresp/", c.query))
-		if err != nil || resp.Status != 200 || len(resp.Body) != c.n || bytes.Count(resp.Body, []byte("x")) != c.n {
-			t.Fatalf("bigresp %q: %v status %v, %d bytes", c.query, err, resp.Status, len(resp.Body))
-		}
-	}
-}
-
-func TestBadPtr(t *testing.T) {
-	skipShort(t)
-	ctx := context.Background()
-	for _, path := range []string{"/badptr/ok", "/badptr/in", "/badptr/out", "/badptr/result"} {
-		t.Run(path, func(t *testing.T) {
-			h, err := startGuest(t, "badptr", hostOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := h.do(ctx, get(path, ""))
-			if path == "/badptr/ok" {
-				if err != nil || resp.Status != 200 || h.badRegions != 0 {
-					t.Fatalf("control: %v %+v, %d bad regions", err, resp, h.badRegions)
-				}
-				return
-			}
-			if err == nil || h.badRegions != 1 {
-				t.Fatalf("got %v %+v with %d bad regions, want a trap on one", err, resp, h.badRegions)
-			}
-		})
-	}
-}
-
-func TestBadResponses(t *testing.T) {
-	skipShort(t)
-	ctx := context.Background()
-	h, err := startGuest(t, "badresp", hostOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases := []struct {
-		path string
-		ok   bool
-		is   error
-		sub  string
-	}{
-		{"/badresp/", true, nil, ""},
-		{"/badresp/oob", false, errOutOfBounds, ""},
-		{"/badresp/garbage", false, nil, "decode response"},
-		{"/badresp/status", false, nil, "status 42"},
-		{"/badresp/trailing", false, abi.ErrTrailing, ""},
-	}
-	for _, c := range cases {
-		t.Run(c.path, func(t *testing.T) {
-			resp, err := h.do(ctx, get(c.path, ""))
-			if c.ok {
-				if err != nil || resp.Status != 200 {
-					t.Fatalf("control: %v %+v", err, resp)
-				}
-				return
-			}
-			if err == nil || (c.is != nil && !errors.Is(err, c.is)) || !strings.Contains(err.Error(), c.sub) {
-				t.Fatalf("error %v, want %v / %q", err, c.is, c.sub)
-			}
-		})
-	}
-	bad, err := startGuest(t, "badalloc", hostOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []int{10, 70000} {
-		req := get("/badalloc/", "")
-		req.Body = make([]byte, n)
-		if _, err := bad.do(ctx, req); !errors.Is(err, errOutOfBounds) {
-			t.Fatalf("badalloc with %d-byte body: %v", n, err)
-		}
-	}
-}
-
-func TestUnloadable(t *testing.T) {
-	skipShort(t)
-	cases := []struct {
-		name, errSub string
-	}{
-		{"badabi", "ABI version 999"},
-		{"noexports", "missing export _initialize"},
-		{"initpanic", "instantiate"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := startGuest(t, c.name, hostOptions{})
-			if err == nil || !strings.Contains(err.Error(), c.errSub) {
-				t.Fatalf("error %v, want one containing %q", err, c.errSub)
-			}
-		})
-	}
-	t.Run("corrupt", func(t *testing.T) {
-		root, err := RepoRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		wasm, err := os.ReadFile(root + "/plugins/testdata/corrupt.wasm")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := startWasm(t, wasm, hostOptions{}); err == nil || !strings.Contains(err.Error(), "compile") {
-			t.Fatalf("error %v, want a compile error", err)
-		}
-	})
 }

@@ -75,7 +75,7 @@ var (
 		v    string
 		err  error
 	}
-	validName = regexp.MustCompile(`^[a-z0-9][a-z0-9_]*$`)
+	validName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 )
 
 // Compile is Build for code that is not a test (benchmarks, tools): it
