@@ -96,10 +96,11 @@ type Config struct {
 	// Stop, when set, ends the run when it is closed, like reaching
 	// Duration (the measured period ends there; not an error).
 	Stop <-chan struct{}
-	// OnMeasure, when set, is called once when the warm-up ends and the
-	// measured period begins (right away without a warm-up), from Run's
-	// goroutine; callers snapshot server-side counters in it. Run waits for
-	// it to return; the workers keep going meanwhile.
+	// OnMeasure, when set, is called once when the warm-up ends (before
+	// the first request without a warm-up), from Run's goroutine; callers
+	// snapshot server-side counters in it. The measured period (requests,
+	// Duration, ClientCPU) begins when it returns; the workers keep going
+	// meanwhile.
 	OnMeasure func()
 	// MaxConcurrentDials bounds connection attempts in flight, so that
 	// thousands of connections ramp up without overflowing the server's
@@ -241,8 +242,9 @@ type runner struct {
 	reqs     [][]byte
 	interval time.Duration // per connection, rate mode only
 
-	start, measureStart, end time.Time // end is zero in count-only mode
-	remaining                atomic.Int64
+	start     time.Time
+	measuring atomic.Bool // set when the measured period begins
+	remaining atomic.Int64
 	stopped                  atomic.Bool
 	stopCh                   chan struct{}
 	stopCtx                  context.Context
@@ -358,25 +360,39 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 	defer cancel()
 	r.stopCtx = stopCtx
 	r.start = time.Now()
-	r.measureStart = r.start.Add(cfg.Warmup)
-	if cfg.Duration > 0 {
-		r.end = r.measureStart.Add(cfg.Duration)
-	}
 	if cfg.Requests > 0 {
 		r.remaining.Store(cfg.Requests)
 	} else {
 		r.remaining.Store(1 << 62)
 	}
 
+	// The measured period starts when this goroutine says so (after
+	// OnMeasure), not at a precomputed instant: on an overloaded machine it
+	// may run late, and requests, CPU time and the caller's snapshots must
+	// all cover the same window.
 	var cpuStart time.Duration
-	measuring := false
-	if cfg.Warmup == 0 {
-		// Measuring from the first request: snapshot before any is sent.
+	var measureAt time.Time
+	var endC <-chan time.Time
+	var endTimer *time.Timer
+	beginMeasure := func() {
 		if cfg.OnMeasure != nil {
 			cfg.OnMeasure()
 		}
 		cpuStart = processCPU()
-		measuring = true
+		measureAt = time.Now()
+		r.measuring.Store(true)
+		if cfg.Duration > 0 {
+			endTimer = time.NewTimer(cfg.Duration)
+			endC = endTimer.C
+		}
+	}
+	defer func() {
+		if endTimer != nil {
+			endTimer.Stop()
+		}
+	}()
+	if cfg.Warmup == 0 {
+		beginMeasure()
 	}
 
 	var wg sync.WaitGroup
@@ -409,16 +425,10 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		progress = t.C
 	}
 	var measureC <-chan time.Time
-	if !measuring {
-		measureTimer := time.NewTimer(time.Until(r.measureStart))
+	if !r.measuring.Load() {
+		measureTimer := time.NewTimer(cfg.Warmup)
 		defer measureTimer.Stop()
 		measureC = measureTimer.C
-	}
-	var endC <-chan time.Time
-	if !r.end.IsZero() {
-		endTimer := time.NewTimer(time.Until(r.end))
-		defer endTimer.Stop()
-		endC = endTimer.C
 	}
 
 	var runErr error
@@ -428,11 +438,7 @@ loop:
 	for {
 		select {
 		case <-measureC:
-			if cfg.OnMeasure != nil {
-				cfg.OnMeasure()
-			}
-			cpuStart = processCPU()
-			measuring = true
+			beginMeasure()
 		case <-endC:
 			break loop
 		case <-cfg.Stop:
@@ -448,22 +454,15 @@ loop:
 		}
 	}
 	stopAt := time.Now()
-	if !measuring { // interrupted during warm-up
-		cpuStart = processCPU()
+	if !r.measuring.Load() { // ended during warm-up
+		cpuStart, measureAt = processCPU(), stopAt
 	}
 	cpu := processCPU() - cpuStart
 	r.stop()
 	<-done
 
 	res := r.collect()
-	if r.end.IsZero() || stopAt.Before(r.end) {
-		res.Duration = stopAt.Sub(r.measureStart)
-	} else {
-		res.Duration = r.end.Sub(r.measureStart)
-	}
-	if res.Duration < 0 {
-		res.Duration = 0
-	}
+	res.Duration = stopAt.Sub(measureAt)
 	if res.Duration > 0 {
 		res.Throughput = float64(res.Successes) / res.Duration.Seconds()
 	}
@@ -509,7 +508,7 @@ func (r *runner) snapshot() (done, errs int64) {
 func (r *runner) printProgress(now, last time.Time, lastDone int64) int64 {
 	done, errs := r.snapshot()
 	phase := "run"
-	if now.Before(r.measureStart) {
+	if !r.measuring.Load() {
 		phase = "warm-up"
 	}
 	rate := float64(done-lastDone) / now.Sub(last).Seconds()
@@ -622,16 +621,11 @@ func (w *worker) loop() {
 		} else {
 			now = time.Now()
 		}
-		measured := !now.Before(r.measureStart)
-		if measured {
-			if !r.end.IsZero() && !now.Before(r.end) {
-				return
-			}
-			if r.remaining.Add(-1) < 0 {
-				return
-			}
+		measured := r.measuring.Load()
+		if measured && r.remaining.Add(-1) < 0 {
+			return
 		}
-		out, status, n, latency, err := w.do(now)
+		out, status, n, latency, err := w.do(now, measured)
 		if r.stopped.Load() && out != outSuccess {
 			return // cut off by the end of the run; not the server's fault
 		}
@@ -678,14 +672,14 @@ func (w *worker) record(measured bool, out, status int, n int64, latency time.Du
 
 // do sends one request and reads its response. start is when the request
 // was (or should have been) sent; the latency is measured from it.
-func (w *worker) do(start time.Time) (out, status int, n int64, latency time.Duration, err error) {
+func (w *worker) do(start time.Time, measured bool) (out, status int, n int64, latency time.Duration, err error) {
 	r := w.r
 	cfg := &r.cfg
 	if w.conn == nil {
 		if err := w.dial(); err != nil {
 			return outConnect, 0, 0, 0, err
 		}
-		if !start.Before(r.measureStart) {
+		if measured {
 			w.shard.mu.Lock()
 			w.shard.connects++
 			w.shard.mu.Unlock()
