@@ -245,11 +245,11 @@ type runner struct {
 	start     time.Time
 	measuring atomic.Bool // set when the measured period begins
 	remaining atomic.Int64
-	stopped                  atomic.Bool
-	stopCh                   chan struct{}
-	stopCtx                  context.Context
-	dialSem                  chan struct{}
-	dialer                   net.Dialer
+	stopped   atomic.Bool
+	stopCh    chan struct{}
+	stopCtx   context.Context
+	dialSem   chan struct{}
+	dialer    net.Dialer
 
 	shards  []*shard
 	workers []*worker
