@@ -61,7 +61,7 @@ func loadWhile(t *testing.T, url string, max *atomic.Int64, stop chan struct{}) 
 		res, err := loadgen.Run(context.Background(), loadgen.Config{
 			URL: url + "/echo/x?config=version", Connections: 64, Duration: 10 * time.Minute, Stop: stop,
 			// Below saturation, so the reloads get CPU on a small machine.
-			Rate: 1000,
+			Rate:    1000,
 			Timeout: 30 * time.Second,
 			Check: func(status int, body []byte) error {
 				v, err := echoVersion(body)
