@@ -49,20 +49,33 @@ const (
 // WebAssembly binary wasm, or nil when it has none. The result aliases wasm.
 // Only the section framing is checked, not the module's validity.
 func Section(wasm []byte) ([]byte, error) {
+	_, files, err := Split(wasm)
+	return files, err
+}
+
+// Split separates the SectionName custom section from the rest of the
+// module: module is wasm without it (a new slice, or wasm itself when there
+// is no such section) and files its contents (aliasing wasm; nil when
+// absent). Compiling module instead of wasm lets every plugin built on the
+// same runtime share one compiled module (a compilation cache is keyed by
+// the bytes), since only their files differ.
+func Split(wasm []byte) (module, files []byte, err error) {
 	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte("\x00asm")) {
-		return nil, fmt.Errorf("%w: not a WebAssembly binary", ErrMalformed)
+		return nil, nil, fmt.Errorf("%w: not a WebAssembly binary", ErrMalformed)
 	}
 	if v := binary.LittleEndian.Uint32(wasm[4:8]); v != 1 {
-		return nil, fmt.Errorf("%w: WebAssembly binary version %d", ErrMalformed, v)
+		return nil, nil, fmt.Errorf("%w: WebAssembly binary version %d", ErrMalformed, v)
 	}
 	var found []byte
+	start, end := 0, 0 // the found section's bytes, framing included
 	off := 8
 	for off < len(wasm) {
+		secStart := off
 		id := wasm[off]
 		off++
 		size, n := uleb32(wasm[off:])
 		if n == 0 || uint64(size) > uint64(len(wasm)-off-n) {
-			return nil, fmt.Errorf("%w: section %d at offset %d runs past the end", ErrMalformed, id, off-1)
+			return nil, nil, fmt.Errorf("%w: section %d at offset %d runs past the end", ErrMalformed, id, off-1)
 		}
 		off += n
 		body := wasm[off : off+int(size)]
@@ -72,17 +85,23 @@ func Section(wasm []byte) ([]byte, error) {
 		}
 		nameLen, m := uleb32(body)
 		if m == 0 || uint64(nameLen) > uint64(len(body)-m) {
-			return nil, fmt.Errorf("%w: custom section name at offset %d", ErrMalformed, off-int(size))
+			return nil, nil, fmt.Errorf("%w: custom section name at offset %d", ErrMalformed, off-int(size))
 		}
 		if string(body[m:m+int(nameLen)]) != SectionName {
 			continue
 		}
 		if found != nil {
-			return nil, fmt.Errorf("%w: two %q sections", ErrMalformed, SectionName)
+			return nil, nil, fmt.Errorf("%w: two %q sections", ErrMalformed, SectionName)
 		}
 		found = body[m+int(nameLen):]
+		start, end = secStart, off
 	}
-	return found, nil
+	if found == nil {
+		return wasm, nil, nil
+	}
+	module = make([]byte, 0, len(wasm)-(end-start))
+	module = append(append(module, wasm[:start]...), wasm[end:]...)
+	return module, found, nil
 }
 
 // uleb32 decodes an unsigned LEB128 of at most 5 bytes; n is 0 on error.

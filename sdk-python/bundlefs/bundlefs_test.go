@@ -89,6 +89,24 @@ func TestSection(t *testing.T) {
 	}
 }
 
+func TestSplit(t *testing.T) {
+	typeSection := []byte{1, 4, 1, 0x60, 0, 0}
+	name := custom("name", []byte{0})
+	plain := concat(header, typeSection, name)
+	with := concat(header, typeSection, custom(SectionName, []byte("PK")), name)
+	module, files, err := Split(with)
+	if err != nil || string(files) != "PK" || !bytes.Equal(module, plain) {
+		t.Fatalf("Split = %x, %q, %v; want %x", module, files, err, plain)
+	}
+	module, files, err = Split(plain)
+	if err != nil || files != nil || !bytes.Equal(module, plain) {
+		t.Fatalf("Split without a section = %x, %q, %v", module, files, err)
+	}
+	if _, _, err := Split([]byte("nope")); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Split(garbage): %v", err)
+	}
+}
+
 func concat(parts ...[]byte) []byte {
 	var out []byte
 	for _, p := range parts {
@@ -176,9 +194,15 @@ func FuzzSection(f *testing.F) {
 	f.Add(concat(header, custom(SectionName, []byte("x"))))
 	f.Add(concat(header, []byte{0, 2, 9, 'a'}))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, err := Section(b)
-		if err == nil && got != nil && len(got) > len(b) {
-			t.Fatal("section longer than its input")
+		module, got, err := Split(b)
+		if err != nil {
+			return
+		}
+		if got != nil && len(module)+len(got) > len(b) {
+			t.Fatal("module and section longer than their input")
+		}
+		if again, files, err := Split(module); err != nil || files != nil || !bytes.Equal(again, module) {
+			t.Fatalf("the split module still has a section: %v", err)
 		}
 	})
 }

@@ -221,8 +221,10 @@ type Plugin struct {
 }
 
 // Compile compiles a plugin .wasm (runtime plus the wasmcorn.files section).
+// It compiles the module without the section, as a host should: plugins
+// built on the same runtime without wizer then share one compiled module.
 func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Plugin, error) {
-	sec, err := bundlefs.Section(wasm)
+	module, sec, err := bundlefs.Split(wasm)
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +235,7 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	cm, err := r.rt.CompileModule(ctx, wasm)
+	cm, err := r.rt.CompileModule(ctx, module)
 	if err != nil {
 		return nil, fmt.Errorf("harness: compile: %w", err)
 	}

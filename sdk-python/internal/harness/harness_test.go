@@ -18,6 +18,7 @@ import (
 
 	"github.com/wasmcorn/wasmcorn/abi"
 	"github.com/wasmcorn/wasmcorn/abi/abitest"
+	"github.com/wasmcorn/wasmcorn/sdk-python/bundlefs"
 )
 
 // The tests build the plugin in testdata/app with the real tool against
@@ -145,6 +146,25 @@ func TestRoutes(t *testing.T) {
 				t.Fatalf("got %d %q, want %d %q", r.Status, r.Body, tt.status, tt.body)
 			}
 		})
+	}
+}
+
+// TestSplitModuleIsTheRuntime: without wizer, a plugin minus its files is
+// byte for byte the runtime, so a host that compiles the split module
+// compiles the interpreter once for every such plugin.
+func TestSplitModuleIsTheRuntime(t *testing.T) {
+	wasm := buildPlugin(t, "off")
+	rtDir, _ := RuntimeDir()
+	runtimeWasm, err := os.ReadFile(filepath.Join(rtDir, "wasmcorn-python.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	module, files, err := bundlefs.Split(wasm)
+	if err != nil || files == nil {
+		t.Fatalf("Split: %v (files %d bytes)", err, len(files))
+	}
+	if !bytes.Equal(module, runtimeWasm) {
+		t.Fatalf("split module (%d bytes) differs from the runtime (%d bytes)", len(module), len(runtimeWasm))
 	}
 }
 
