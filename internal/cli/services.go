@@ -13,6 +13,7 @@ import (
 	"github.com/wasmcorn/wasmcorn/host"
 	"github.com/wasmcorn/wasmcorn/host/backend/memcache"
 	"github.com/wasmcorn/wasmcorn/host/backend/rediskv"
+	"github.com/wasmcorn/wasmcorn/host/backend/redisqueue"
 	"github.com/wasmcorn/wasmcorn/host/backend/sqldb"
 	"github.com/wasmcorn/wasmcorn/host/backend/sqlitequeue"
 	"github.com/wasmcorn/wasmcorn/host/jobs"
@@ -87,6 +88,7 @@ func openServices(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ 
 		cancel()
 	}
 
+	var queue jobs.Backend
 	switch cfg.Queue.Backend {
 	case "sqlite":
 		path := cfg.QueuePath()
@@ -97,16 +99,35 @@ func openServices(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ 
 		if err != nil {
 			return nil, fmt.Errorf("queue: %w", err)
 		}
-		s.host.Queue = q
+		s.host.Queue, queue = q, q
 		s.closers = append(s.closers, q.Close)
 		log.Info("queue: sqlite", "path", path)
-		if cfg.Jobs.Enabled {
-			opts := cfg.Jobs.Options()
-			opts.Logger = log.With("component", "jobs")
-			s.runner = jobs.NewRunner(q, opts)
-		}
 	case "redis":
-		return nil, errors.New(`queue.backend = "redis": this build has no Redis Streams queue backend; use "sqlite"`)
+		rc := redisConfig(cfg.Queue.Redis)
+		q, err := redisqueue.New(redisqueue.Config{
+			Mode: rc.Mode, Addrs: rc.Addrs, MasterName: rc.MasterName, Username: rc.Username, Password: rc.Password,
+			DB: rc.DB, PoolSize: rc.PoolSize, DialTimeout: rc.DialTimeout, ReadTimeout: rc.ReadTimeout,
+			WriteTimeout: rc.WriteTimeout, KeyPrefix: rc.KeyPrefix, Logger: log.With("component", "queue"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("queue.redis: %w", err)
+		}
+		s.host.Queue, queue = q, q
+		s.closers = append(s.closers, q.Close)
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := q.Ping(pctx); err != nil {
+			// Submits fail with "unavailable" until Redis answers; the
+			// runner keeps retrying its claims.
+			log.Warn("queue: redis is not answering yet; continuing", "addrs", cfg.Queue.Redis.Addrs, "error", err)
+		} else {
+			log.Info("queue: redis streams", "addrs", cfg.Queue.Redis.Addrs)
+		}
+		cancel()
+	}
+	if queue != nil && cfg.Jobs.Enabled {
+		opts := cfg.Jobs.Options()
+		opts.Logger = log.With("component", "jobs")
+		s.runner = jobs.NewRunner(queue, opts)
 	}
 	return s, nil
 }
