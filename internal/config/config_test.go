@@ -408,6 +408,7 @@ func TestManifestErrors(t *testing.T) {
 		{"memory pages", "[limits]\nmax_memory_pages = 70000\n", "limits.max_memory_pages"},
 		{"timeout", "[limits]\ntimeout = \"0s\"\n", "limits.timeout"},
 		{"queue name", "[grants]\nqueues = [\"a b\"]\n", "grants.queues[0]"},
+		{"cache namespace", "[grants]\ncache_namespace = \"a:b\"\n", "grants.cache_namespace: must not contain ':'"},
 		{"dir", "[grants]\ndirs = [{ guest = \"data\", host = \"/nonexistent\" }]\n", "grants.dirs[0].guest"},
 		{"dir host", "[grants]\ndirs = [{ guest = \"/d\", host = \"/nonexistent\" }]\n", "grants.dirs[0].host"},
 		{"jobs dup", "[[jobs]]\nqueue = \"q\"\n[[jobs]]\nqueue = \"q\"\n", "jobs[1].queue"},

@@ -269,8 +269,8 @@ func (m *Manifest) Validate() error {
 			p.add(fmt.Sprintf("grants.queues[%d]", i), "%v", err)
 		}
 	}
-	if g.CacheNamespace != "" && strings.ContainsAny(g.CacheNamespace, " \t\r\n\x00") {
-		p.add("grants.cache_namespace", "must not contain whitespace or NUL")
+	if g.CacheNamespace != "" && strings.ContainsAny(g.CacheNamespace, ": \t\r\n\x00") {
+		p.add("grants.cache_namespace", "must not contain ':' (the namespace separator), whitespace or NUL")
 	}
 	for _, k := range sortedKeys(g.Env) {
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.Contains(g.Env[k], "\x00") {
