@@ -90,6 +90,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	metrics.HTTPInFlight.Inc()
 	st.set = s.acquireSet()
 	defer s.done(ctx, st)
+	if s.handoff.Load() {
+		ctx.SetConnectionClose()
+	}
 
 	if id := ctx.Request.Header.Peek(hdrRequestID); s.trustClientID && saneRequestID(id) {
 		st.rid = append(st.rid[:0], id...)

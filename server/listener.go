@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -19,9 +20,34 @@ const (
 	lingerMaxBytes = 4 << 20
 )
 
-type lingerListener struct{ net.Listener }
+// lingerListener also implements the handoff pause: once paused it
+// accepts nothing more (connections wait in the kernel's queue for
+// another process sharing the socket) until it is closed.
+type lingerListener struct {
+	net.Listener
+	paused    atomic.Bool
+	initOnce  sync.Once
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+func (l *lingerListener) done() chan struct{} {
+	l.initOnce.Do(func() { l.closed = make(chan struct{}) })
+	return l.closed
+}
+
+func (l *lingerListener) pause() { l.paused.Store(true) }
+
+func (l *lingerListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done()) })
+	return l.Listener.Close()
+}
 
 func (l *lingerListener) Accept() (net.Conn, error) {
+	if l.paused.Load() {
+		<-l.done()
+		return nil, net.ErrClosed
+	}
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err

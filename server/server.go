@@ -94,6 +94,8 @@ type Server struct {
 
 	main, admin   *fasthttp.Server
 	ln, adminLn   net.Listener
+	mainLn        *lingerListener // under ln's TLS, if any
+	handoff       atomic.Bool     // Handoff was called
 	listenMu      sync.Mutex
 	started       time.Time
 	serving       atomic.Bool
@@ -252,7 +254,8 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("listen on server.listen %s: %w", sc.Listen, err)
 	}
-	var l net.Listener = &lingerListener{Listener: ln}
+	ll := &lingerListener{Listener: ln}
+	var l net.Listener = ll
 	if tlsCfg != nil {
 		l = tls.NewListener(l, tlsCfg)
 	}
@@ -264,7 +267,7 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("listen on admin.listen %s: %w", s.cfg.Admin.Listen, err)
 		}
 	}
-	s.ln, s.adminLn = l, adminLn
+	s.ln, s.adminLn, s.mainLn = l, adminLn, ll
 	return nil
 }
 
@@ -349,11 +352,35 @@ func (s *Server) Serve(ctx context.Context) error {
 	return serveErr
 }
 
+// Handoff prepares a graceful handover of the listening socket to another
+// process that shares it (a binary upgrade): this server stops accepting
+// (new connections wait in the kernel's queue for the other process), and
+// every response from now on carries Connection: close, so keep-alive
+// clients reconnect, to the other process, after their next response
+// instead of having an idle connection closed under a request they are
+// sending. The shutdown that follows (cancel Serve's context) first waits,
+// up to server.shutdown_timeout, for clients to close their connections.
+func (s *Server) Handoff() {
+	s.handoff.Store(true)
+	s.listenMu.Lock()
+	if s.mainLn != nil {
+		s.mainLn.pause()
+	}
+	s.listenMu.Unlock()
+}
+
 // shutdown runs the graceful shutdown sequence, logging each phase.
 func (s *Server) shutdown() {
 	begin := time.Now()
 	s.shuttingDown.Store(true)
 	timeout := s.cfg.Server.ShutdownTimeout.D()
+	if s.handoff.Load() {
+		s.log.Info("shutdown: handoff: waiting for clients to close their keep-alive connections",
+			"open", s.main.GetOpenConnectionsCount(), "timeout", timeout)
+		for s.main.GetOpenConnectionsCount() > 0 && time.Since(begin) < timeout {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	s.log.Info("shutdown: stopped accepting connections; waiting for requests in flight",
 		"in_flight", s.inflight.Load(), "timeout", timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

@@ -71,6 +71,9 @@ func (e *Env) serve(ctx context.Context, args []string) (err error) {
 		"plugins", cfg.Plugins.Dir, "engine", cfg.Plugins.Engine, "compile_cache", cfg.Plugins.CompileCacheDir(),
 		"pid", os.Getpid(), "upgrade", up.Inherited())
 	for _, name := range unknown {
+		if strings.HasPrefix(name, "WASMCORN_UPGRADE_") { // internal/upgrade's handover variables
+			continue
+		}
 		log.Warn("environment variable matches no config key; ignored", "name", name)
 	}
 
@@ -169,6 +172,7 @@ func (e *Env) serve(ctx context.Context, args []string) (err error) {
 				st.reloadConfig(ctx)
 			case syscall.SIGUSR2:
 				if st.upgradeBinary(ctx, up) {
+					srv.Handoff()
 					st.stopWatch()
 					stopServing()
 					return <-served
