@@ -1,7 +1,6 @@
 package wasmtime
 
 /*
-#cgo noescape wt_call
 #include <stdlib.h>
 #include "shim.h"
 */
@@ -12,7 +11,7 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"runtime/cgo"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,10 +97,10 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 	if m.cfg.Stderr != nil {
 		in.stderr = &lineSplitter{w: m.cfg.Stderr}
 	}
-	in.h = cgo.NewHandle(in)
-	in.s = C.wt_store_new(m.v.engine, boolInt(m.v.epoch), C.uintptr_t(in.h), C.int64_t(m.maxMemory))
+	in.id = register(in)
+	in.s = C.wt_store_new(m.v.engine, boolInt(m.v.epoch), C.uintptr_t(in.id), C.int64_t(m.maxMemory))
 	if in.s == nil {
-		in.h.Delete()
+		unregister(in.id)
 		return nil, fmt.Errorf("plugin %q: %w: cannot create a store", m.name, engine.ErrInit)
 	}
 	fail := func(format string, args ...any) (engine.Instance, error) {
@@ -133,7 +132,7 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 		}
 	}
 	in.ctx = ctx
-	if rc := C.wt_call(in.s, C.WT_VERSION, nil, 0); rc != C.WT_OK {
+	if rc := C.wt_call(in.s, C.WT_VERSION, 0, 0); rc != C.WT_OK {
 		return fail("%s trapped: %s", abi.ExportVersion, in.takeError())
 	}
 	in.ctx = nil
@@ -154,7 +153,7 @@ func (in *instance) initialize(ctx context.Context) error {
 	}
 	t := time.AfterFunc(d, in.Interrupt)
 	in.ctx = ctx
-	rc := C.wt_call(in.s, C.WT_INIT, nil, 0)
+	rc := C.wt_call(in.s, C.WT_INIT, 0, 0)
 	if !t.Stop() {
 		// The timer fired (or is firing): the instance is or will be
 		// interrupted, so it is unusable even if _initialize returned.
@@ -173,7 +172,7 @@ type instance struct {
 	mod    *module
 	hc     engine.HostCaller
 	s      *C.wt_store
-	h      cgo.Handle
+	id     uintptr // registry slot
 	ctx    context.Context // of the call in progress, for host calls
 	stdout *lineSplitter
 	stderr *lineSplitter
@@ -215,7 +214,7 @@ func (in *instance) Close(context.Context) error {
 	}
 	C.wt_store_delete(in.s)
 	in.s = nil
-	in.h.Delete()
+	unregister(in.id)
 	return nil
 }
 
@@ -236,7 +235,10 @@ func (in *instance) Call(ctx context.Context, export string, req []byte, maxOut 
 		return nil, fmt.Errorf("plugin %q: request of %d bytes exceeds the 2 GiB ABI limit", in.mod.name, len(req))
 	}
 	in.ctx = ctx
-	rc := C.wt_call(in.s, which, (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(req))), C.size_t(len(req)))
+	// req goes to C as an integer: wt_call copies it into guest memory
+	// before running guest code, and KeepAlive keeps it allocated until then.
+	rc := C.wt_call(in.s, which, C.uintptr_t(uintptr(unsafe.Pointer(unsafe.SliceData(req)))), C.size_t(len(req)))
+	runtime.KeepAlive(req)
 	in.ctx = nil
 	s := in.s
 	switch rc {
@@ -297,12 +299,28 @@ func (in *instance) takeError() string {
 	return msg
 }
 
-// hostCall serves wasmcorn.call; mem is the guest's linear memory. A
-// non-empty trap message makes the guest trap.
-func (in *instance) hostCall(op, inPtr, inLen, outPtr, outCap uint32, mem []byte) (uint32, string) {
+// memory returns the guest's linear memory, large enough to hold
+// [ptr, ptr+n) if the memory is: the size known from the last call is
+// used unless the region lies past it (the guest grew its memory since).
+// The slice is valid until the guest runs again.
+func (in *instance) memory(ptr, n uint32) []byte {
+	s := in.s
+	if uint64(ptr)+uint64(n) > uint64(s.mem_size) {
+		C.wt_refresh_size(s)
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(s.mem_data)), int(s.mem_size))
+}
+
+// hostCall serves wasmcorn.call. A non-empty trap message makes the guest
+// trap.
+func (in *instance) hostCall(op, inPtr, inLen, outPtr, outCap uint32) (uint32, string) {
+	mem := in.memory(inPtr, inLen)
 	if uint64(inPtr)+uint64(inLen) > uint64(len(mem)) {
 		return 0, fmt.Sprintf("wasmcorn.call(%s): argument region %#x+%d outside memory of %d bytes",
 			abi.Op(op), inPtr, inLen, len(mem))
+	}
+	if uint64(outPtr)+uint64(outCap) > uint64(len(mem)) {
+		mem = in.memory(outPtr, outCap)
 	}
 	if uint64(outPtr)+uint64(outCap) > uint64(len(mem)) {
 		return 0, fmt.Sprintf("wasmcorn.call(%s): reply region %#x+%d outside memory of %d bytes",
@@ -327,11 +345,12 @@ func (in *instance) hostCall(op, inPtr, inLen, outPtr, outCap uint32, mem []byte
 }
 
 // hostResult serves wasmcorn.result.
-func (in *instance) hostResult(ptr, capacity uint32, mem []byte) (int32, string) {
+func (in *instance) hostResult(ptr, capacity uint32) (int32, string) {
 	n := uint32(len(in.reply))
 	if !in.pending || n > capacity {
 		return -1, ""
 	}
+	mem := in.memory(ptr, n)
 	if uint64(ptr)+uint64(n) > uint64(len(mem)) {
 		return 0, fmt.Sprintf("wasmcorn.result: region %#x+%d outside memory of %d bytes", ptr, n, len(mem))
 	}

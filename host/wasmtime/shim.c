@@ -9,6 +9,9 @@ wasm_engine_t *wt_engine_new(int epoch) {
   wasm_config_t *c = wasm_config_new();
   if (c == NULL) return NULL;
   wasmtime_config_epoch_interruption_set(c, epoch != 0);
+  // Linear memory never moves (32-bit memories fit in the default 4 GiB
+  // reservation): the base pointer is read once per instance.
+  wasmtime_config_memory_may_move_set(c, false);
   return wasm_engine_new_with_config(c);  // takes ownership of c
 }
 
@@ -23,10 +26,11 @@ static wasmtime_error_t *wt_epoch_deadline(wasmtime_context_t *cx, void *data,
                                            wasmtime_update_deadline_kind_t *kind) {
   (void)cx;
   wt_store *s = data;
-  // Pairs with the fence in wt_interrupt: a guest that saw the new epoch
-  // also sees the flag stored before it.
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  if (__atomic_load_n(&s->interrupt, __ATOMIC_SEQ_CST)) {
+  // Pairs with the fence in wt_interrupt (message passing: the flag is
+  // stored before the epoch is incremented), so a guest that saw the new
+  // epoch also sees the flag. An acquire fence is free on x86.
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  if (__atomic_load_n(&s->interrupt, __ATOMIC_RELAXED)) {
     return wasmtime_error_new("wasmcorn: interrupted at deadline");
   }
   *delta = 1;
@@ -35,7 +39,8 @@ static wasmtime_error_t *wt_epoch_deadline(wasmtime_context_t *cx, void *data,
 }
 
 void wt_interrupt(wt_store *s) {
-  __atomic_store_n(&s->interrupt, 1, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&s->interrupt, 1, __ATOMIC_RELAXED);
+  // Orders the flag before the epoch increment (see wt_epoch_deadline).
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
   if (s->epoch) wasmtime_engine_increment_epoch(s->engine);
 }
@@ -131,9 +136,16 @@ void wt_store_delete(wt_store *s) {
   free(s);
 }
 
+// Memory never moves (see wt_engine_new) and only grows, so mem_data is
+// read once and mem_size is refreshed after every call, or on demand when a
+// host function sees a region past it (wt_refresh_size).
 static inline void wt_refresh_mem(wt_store *s) {
-  s->mem_data = wasmtime_memory_data(s->cx, &s->mem);
   s->mem_size = wasmtime_memory_data_size(s->cx, &s->mem);
+}
+
+size_t wt_refresh_size(wt_store *s) {
+  wt_refresh_mem(s);
+  return s->mem_size;
 }
 
 static inline int wt_failed(wt_store *s, wasmtime_error_t *err) {
@@ -145,17 +157,20 @@ static inline int wt_failed(wt_store *s, wasmtime_error_t *err) {
 // guest's request buffer (growing it through wasmcorn_alloc when too small)
 // and calls the export with (ptr, len); WT_VERSION and WT_INIT take no
 // arguments. The outcome is left in s (result, memory, err or trap).
-int wt_call(wt_store *s, int which, const uint8_t *req, size_t n) {
+int wt_call(wt_store *s, int which, uintptr_t reqp, size_t n) {
+  const uint8_t *req = (const uint8_t *)reqp;
   wasmtime_val_raw_t args[2];
   s->err = NULL;
   s->trap = NULL;
   s->result = 0;
   if (s->epoch) {
     wasmtime_context_set_epoch_deadline(s->cx, 1);
-    // Pairs with wt_interrupt: either the flag is seen now, or the epoch
-    // increment that follows it will pass the deadline just set.
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&s->interrupt, __ATOMIC_SEQ_CST)) return WT_INTERRUPTED;
+    // Pairs with wt_interrupt: the deadline was set from the epoch read
+    // just now; if that read saw Interrupt's increment, the flag stored
+    // before it is seen here; if not, the increment is still to come and
+    // will pass the deadline.
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&s->interrupt, __ATOMIC_RELAXED)) return WT_INTERRUPTED;
   }
   if (which == WT_VERSION || which == WT_INIT) {
     if (wt_failed(s, wasmtime_func_call_unchecked(s->cx, &s->fn[which], args, 1, &s->trap))) {
@@ -166,7 +181,6 @@ int wt_call(wt_store *s, int which, const uint8_t *req, size_t n) {
     wt_refresh_mem(s);
     return WT_OK;
   }
-  wt_refresh_mem(s);
   if (n > s->buf_cap || s->buf_ptr == 0) {
     uint32_t size = n < 4096 ? 4096 : (uint32_t)n;
     args[0].i32 = (int32_t)size;
@@ -207,12 +221,10 @@ static wasm_trap_t *wt_host_call(void *env, wasmtime_caller_t *caller,
     static const char msg[] = "wasmcorn.call: called before the instance had memory";
     return wasmtime_trap_new(msg, sizeof msg - 1);
   }
-  uint8_t *mem = wasmtime_memory_data(s->cx, &s->mem);
-  size_t size = wasmtime_memory_data_size(s->cx, &s->mem);
   int32_t ret = 0;
-  wasm_trap_t *t = wtHostCall(s->handle, (uint32_t)a[0].i32, (uint32_t)a[1].i32,
+  wasm_trap_t *t = (wasm_trap_t *)wtHostCall(s->handle, (uint32_t)a[0].i32, (uint32_t)a[1].i32,
                               (uint32_t)a[2].i32, (uint32_t)a[3].i32,
-                              (uint32_t)a[4].i32, mem, size, &ret);
+                              (uint32_t)a[4].i32, &ret);
   if (t != NULL) return t;
   a[0].i32 = ret;
   return NULL;
@@ -227,11 +239,8 @@ static wasm_trap_t *wt_host_result(void *env, wasmtime_caller_t *caller,
     static const char msg[] = "wasmcorn.result: called before the instance had memory";
     return wasmtime_trap_new(msg, sizeof msg - 1);
   }
-  uint8_t *mem = wasmtime_memory_data(s->cx, &s->mem);
-  size_t size = wasmtime_memory_data_size(s->cx, &s->mem);
   int32_t ret = 0;
-  wasm_trap_t *t = wtHostResult(s->handle, (uint32_t)a[0].i32, (uint32_t)a[1].i32,
-                                mem, size, &ret);
+  wasm_trap_t *t = (wasm_trap_t *)wtHostResult(s->handle, (uint32_t)a[0].i32, (uint32_t)a[1].i32, &ret);
   if (t != NULL) return t;
   a[0].i32 = ret;
   return NULL;

@@ -25,7 +25,7 @@ typedef struct wt_store {
   wasmtime_store_t *store;
   wasmtime_context_t *cx;
   wasm_engine_t *engine;
-  uintptr_t handle;  // runtime/cgo.Handle of the Go instance
+  uintptr_t handle;  // the Go instance's slot in the registry (registry.go)
   int epoch;         // compiled with epoch interruption
   uint32_t interrupt;  // set by wt_interrupt; read with __atomic builtins
 
@@ -39,8 +39,8 @@ typedef struct wt_store {
 
   // Outcome of the last call.
   uint64_t result;  // the export's (ptr<<32 | len), alloc's pointer, or the version
-  uint8_t *mem_data;
-  size_t mem_size;
+  uint8_t *mem_data;  // fixed for the life of the instance
+  size_t mem_size;    // as of the end of the last call (memory only grows)
   wasmtime_error_t *err;
   wasm_trap_t *trap;
 } wt_store;
@@ -56,7 +56,11 @@ wasmtime_error_t *wt_instantiate(wt_store *s, const wasmtime_instance_pre_t *pre
                                  wasm_trap_t **trap, const char **missing);
 void wt_store_delete(wt_store *s);
 
-int wt_call(wt_store *s, int which, const uint8_t *req, size_t n);
+// wt_call's request is passed as an integer so that cgo does not check it
+// on every call; it is copied into guest memory before any guest code (and
+// so any Go callback) runs.
+int wt_call(wt_store *s, int which, uintptr_t req, size_t n);
+size_t wt_refresh_size(wt_store *s);
 void wt_interrupt(wt_store *s);
 
 wasmtime_error_t *wt_linker_define_host(wasmtime_linker_t *l, const char *module,
