@@ -172,7 +172,7 @@ type instance struct {
 	mod    *module
 	hc     engine.HostCaller
 	s      *C.wt_store
-	id     uintptr // registry slot
+	id     uintptr         // registry slot
 	ctx    context.Context // of the call in progress, for host calls
 	stdout *lineSplitter
 	stderr *lineSplitter
