@@ -358,8 +358,10 @@ func (s *Server) Serve(ctx context.Context) error {
 // every response from now on carries Connection: close, so keep-alive
 // clients reconnect, to the other process, after their next response
 // instead of having an idle connection closed under a request they are
-// sending. The shutdown that follows (cancel Serve's context) first waits,
-// up to server.shutdown_timeout, for clients to close their connections.
+// sending. The shutdown that follows (cancel Serve's context) first waits
+// up to handoffGrace (bounded by server.shutdown_timeout) for clients to
+// close their connections; connections still open then are idle ones,
+// closed as in any shutdown.
 func (s *Server) Handoff() {
 	s.handoff.Store(true)
 	s.listenMu.Lock()
@@ -369,15 +371,22 @@ func (s *Server) Handoff() {
 	s.listenMu.Unlock()
 }
 
+// handoffGrace is how long a handoff lets keep-alive clients see a
+// Connection: close before idle connections are closed: a client sending
+// at least one request per handoffGrace never has its connection closed
+// under it.
+const handoffGrace = 2 * time.Second
+
 // shutdown runs the graceful shutdown sequence, logging each phase.
 func (s *Server) shutdown() {
 	begin := time.Now()
 	s.shuttingDown.Store(true)
 	timeout := s.cfg.Server.ShutdownTimeout.D()
 	if s.handoff.Load() {
+		grace := min(handoffGrace, timeout)
 		s.log.Info("shutdown: handoff: waiting for clients to close their keep-alive connections",
-			"open", s.main.GetOpenConnectionsCount(), "timeout", timeout)
-		for s.main.GetOpenConnectionsCount() > 0 && time.Since(begin) < timeout {
+			"open", s.main.GetOpenConnectionsCount(), "grace", grace)
+		for s.main.GetOpenConnectionsCount() > 0 && time.Since(begin) < grace {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
