@@ -1,16 +1,22 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wasmcorn/wasmcorn/abi"
 	"github.com/wasmcorn/wasmcorn/internal/testplugins"
 )
 
@@ -264,4 +270,75 @@ func TestWatchManifestAndRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.waitHash(t, hashOf(next), "/moved/x")
+}
+
+func TestDebugHeader(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		t.Run(strconv.FormatBool(on), func(t *testing.T) {
+			cfg := testConfig()
+			cfg.Server.DebugHeaders = on
+			p := &fakePlugin{name: "hi", fn: func(*abi.Request) (abi.Response, error) { return textResponse(200, "hi"), nil }}
+			ts := startServer(t, cfg, Options{}, Entry{Plugin: p})
+			res := get(t, ts.url+"/hi/")
+			if res.status != 200 || res.body != "hi" {
+				t.Fatalf("GET /hi/: %d %q", res.status, res.body)
+			}
+			want := ""
+			if on {
+				want = "hi@" + p.Hash()[:12]
+			}
+			if got := res.header.Get("X-Wasmcorn-Plugin"); got != want {
+				t.Fatalf("X-Wasmcorn-Plugin = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestHandoff: after Handoff, a keep-alive connection's next response
+// asks the client to close, and Serve's shutdown completes.
+func TestHandoff(t *testing.T) {
+	p := &fakePlugin{name: "hi", fn: func(*abi.Request) (abi.Response, error) { return textResponse(200, "hi"), nil }}
+	ts := startServer(t, nil, Options{}, Entry{Plugin: p})
+	conn, err := net.Dial("tcp", ts.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	roundTrip := func() *http.Response {
+		t.Helper()
+		if _, err := conn.Write([]byte("GET /hi/ HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		return resp
+	}
+	if resp := roundTrip(); resp.Close {
+		t.Fatal("Connection: close before the handoff")
+	}
+	ts.Handoff()
+	if resp := roundTrip(); !resp.Close {
+		t.Fatal("no Connection: close after the handoff")
+	}
+	ts.cancel()
+	select {
+	case err := <-ts.done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+		ts.done <- nil // for the cleanup's stop
+	case <-time.After(20 * time.Second):
+		t.Fatal("shutdown after a handoff did not finish")
+	}
+	if !strings.Contains(ts.logs.String(), "handoff") {
+		t.Fatalf("no handoff in the log:\n%s", ts.logs.String())
+	}
 }
