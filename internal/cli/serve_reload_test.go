@@ -81,7 +81,9 @@ enabled = false
 	defer cancel()
 	var serveErr syncBuf
 	done := make(chan error, 1)
-	go func() { done <- (&Env{Stdout: &serveErr, Stderr: &serveErr}).Run(ctx, []string{"serve", "-config", cfgFile}) }()
+	go func() {
+		done <- (&Env{Stdout: &serveErr, Stderr: &serveErr}).Run(ctx, []string{"serve", "-config", cfgFile})
+	}()
 	logs := serveErr.String
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	waitFor(t, 90*time.Second, "serving with SIGHUP handled", logs, func() bool {
