@@ -240,3 +240,18 @@ def test_deadline_exceeded_becomes_504(host):
     r = TestClient(app, host=host).get("/slow")
     assert r.status == 504
     assert host.logs[-1][1] == "handler stopped at its deadline"
+
+
+def test_header_and_path_encodings(host):
+    app = wasmcorn.App()
+
+    @app.get("/p/<name>")
+    def p(request, name):
+        return wasmcorn.Response(name, headers={"X-Latin": "caf\u00e9", "X-Wide": "\u8def",
+                                                "X-Echo": request.headers.get("X-In")})
+
+    r = TestClient(app, host=host).get("/p/\u00fcn\u00efcode", headers={"X-In": "caf\u00e9"})
+    assert r.text == "\u00fcn\u00efcode"
+    # Decoded as Latin-1 on the way back, as the server would.
+    assert r.headers.get("X-Latin") == "caf\u00e9" and r.headers.get("X-Echo") == "caf\u00e9"
+    assert r.headers.get("X-Wide") == "\u8def".encode().decode("latin-1")

@@ -187,14 +187,23 @@ def _decode(what, fn, b):
     return v
 
 
-def _str_field(s):
+def _str_field(s, latin1=False):
+    """Bytes of a field given as str or bytes. HTTP-ish text (method, host,
+    query, header names and values) is Latin-1, as the decoders read it,
+    falling back to UTF-8 for text Latin-1 cannot hold; paths, bodies and
+    other text are UTF-8."""
     if isinstance(s, str):
+        if latin1:
+            try:
+                return s.encode("latin-1")
+            except UnicodeEncodeError:
+                pass
         return s.encode("utf-8", "surrogateescape")
     return bytes(s)
 
 
-def _append_bytes(parts, b):
-    b = _str_field(b)
+def _append_bytes(parts, b, latin1=False):
+    b = _str_field(b, latin1)
     parts.append(_pack_u32(len(b)))
     parts.append(b)
 
@@ -202,15 +211,15 @@ def _append_bytes(parts, b):
 def _append_headers(parts, headers):
     parts.append(_pack_u32(len(headers)))
     for name, value in headers:
-        _append_bytes(parts, name)
-        _append_bytes(parts, value)
+        _append_bytes(parts, name, True)
+        _append_bytes(parts, value, True)
 
 
 def encode_request(m):
     """Encode a RequestMsg (fields may be str or bytes) to bytes."""
     parts = []
-    for f in m[:7]:
-        _append_bytes(parts, f)
+    for i, f in enumerate(m[:7]):
+        _append_bytes(parts, f, i != 3)  # the path (field 3) is UTF-8
     _append_headers(parts, m.headers)
     _append_bytes(parts, m.body)
     return b"".join(parts)
