@@ -229,6 +229,15 @@ func (u *Upgrader) Upgrade(ctx context.Context, executable string, args []string
 		}
 		return fail(fmt.Errorf("upgrade: %w: %s", ErrNotReady, strings.TrimPrefix(s, "fail ")))
 	case err := <-exited:
+		// A child that reported why before exiting raced its own exit:
+		// prefer its words (the reader sees them or EOF right away).
+		select {
+		case s := <-line:
+			if strings.HasPrefix(s, "fail ") {
+				return nil, fmt.Errorf("upgrade: %w: %s", ErrNotReady, strings.TrimPrefix(s, "fail "))
+			}
+		case <-time.After(time.Second):
+		}
 		return nil, fmt.Errorf("upgrade: %w: new process exited: %v", ErrNotReady, err)
 	case <-timer.C:
 		return fail(fmt.Errorf("upgrade: %w within %v", ErrNotReady, timeout))
