@@ -244,12 +244,16 @@ type runner struct {
 
 	start     time.Time
 	measuring atomic.Bool // set when the measured period begins
-	remaining atomic.Int64
-	stopped   atomic.Bool
-	stopCh    chan struct{}
-	stopCtx   context.Context
-	dialSem   chan struct{}
-	dialer    net.Dialer
+	// measureEnd is when a timed measured period ends (unix ns; 0 until it
+	// begins or without Duration). In rate mode no request is scheduled
+	// past it, even if the end timer fires late on a loaded machine.
+	measureEnd atomic.Int64
+	remaining  atomic.Int64
+	stopped    atomic.Bool
+	stopCh     chan struct{}
+	stopCtx    context.Context
+	dialSem    chan struct{}
+	dialer     net.Dialer
 
 	shards  []*shard
 	workers []*worker
@@ -380,6 +384,9 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		}
 		cpuStart = processCPU()
 		measureAt = time.Now()
+		if cfg.Duration > 0 {
+			r.measureEnd.Store(measureAt.Add(cfg.Duration).UnixNano())
+		}
 		r.measuring.Store(true)
 		if cfg.Duration > 0 {
 			endTimer = time.NewTimer(cfg.Duration)
@@ -618,6 +625,9 @@ func (w *worker) loop() {
 			}
 			now = intended
 			intended = intended.Add(r.interval)
+			if end := r.measureEnd.Load(); end != 0 && now.UnixNano() > end {
+				return // the schedule ends with the measured window
+			}
 		} else {
 			now = time.Now()
 		}

@@ -88,6 +88,7 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		summary   string
 		quiet     bool
 		verbose   bool
+		render    string
 	)
 	fs.Var(&scenarios, "scenarios", "comma-separated scenarios to run (default all)")
 	fs.Var(&targets, "targets", "comma-separated targets: wasmcorn, native, gunicorn-sync, gunicorn-gevent, uwsgi (default all available)")
@@ -104,6 +105,7 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&opts.KeepDir, "keep", false, "keep the working directory (logs, configs)")
 	fs.StringVar(&outDir, "out", "bench/results", "directory for DATE-HOST.md/.json/.svg")
 	fs.StringVar(&summary, "summary", "", "also write the summary here (make bench: bench/RESULTS.md)")
+	fs.StringVar(&render, "render", "", "re-render a saved DATE-HOST.json (markdown, SVG, -summary) without running anything")
 	fs.BoolVar(&quiet, "q", false, "no progress lines")
 	fs.BoolVar(&verbose, "v", false, "log diagnostics to stderr")
 	fs.Usage = func() {
@@ -117,6 +119,13 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if fs.NArg() > 0 {
 		fs.Usage()
 		return fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
+	}
+	if render != "" {
+		rep, err := LoadReport(render)
+		if err != nil {
+			return err
+		}
+		return writeReport(rep, outDir, summary, stdout, stderr)
 	}
 	opts.Scenarios, opts.Targets, opts.Wasmcorn.Engines = scenarios, targets, engines
 	if !quiet {
@@ -142,13 +151,22 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintln(stderr, "bench:", err)
 	}
-	path, serr := rep.Save(outDir)
-	if serr != nil {
-		return serr
+	if werr := writeReport(rep, outDir, summary, stdout, stderr); werr != nil {
+		return werr
+	}
+	return err
+}
+
+// writeReport saves rep under outDir, refreshes the summary when asked,
+// and prints the markdown.
+func writeReport(rep *Report, outDir, summary string, stdout, stderr io.Writer) error {
+	path, err := rep.Save(outDir)
+	if err != nil {
+		return err
 	}
 	if summary != "" {
-		if serr := rep.WriteSummary(summary); serr != nil {
-			return serr
+		if err := rep.WriteSummary(summary); err != nil {
+			return err
 		}
 	}
 	if err := rep.Markdown(stdout, ""); err != nil {
@@ -158,5 +176,18 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if summary != "" {
 		fmt.Fprintf(stderr, "updated %s\n", summary)
 	}
-	return err
+	return nil
+}
+
+// LoadReport reads a report saved by Report.Save (its .json file).
+func LoadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("report %s: %w", path, err)
+	}
+	return &r, nil
 }

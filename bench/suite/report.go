@@ -431,7 +431,7 @@ func (r *Report) Markdown(w io.Writer, chart string) error {
 		}
 		tput := num(m.Throughput)
 		if len(m.Runs) > 1 {
-			tput += fmt.Sprintf(" (%s–%s)", num(slices.Min(m.Runs)), num(slices.Max(m.Runs)))
+			tput += fmt.Sprintf(" (%s–%s)", count(slices.Min(m.Runs)), count(slices.Max(m.Runs)))
 		}
 		p("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			m.Scenario, tgt, m.Connections, tput, ms(l.P50), ms(l.P99), ms(l.P999), ms(l.Max),
@@ -546,12 +546,17 @@ func mdEscape(s string) string {
 	return s
 }
 
-// num formats a rate with thousands separators.
+// num formats a rate with thousands separators, "-" when unknown (0).
 func num(f float64) string {
 	if f <= 0 || math.IsNaN(f) {
 		return "-"
 	}
-	s := strconv.FormatInt(int64(math.Round(f)), 10)
+	return count(f)
+}
+
+// count formats f >= 0 with thousands separators.
+func count(f float64) string {
+	s := strconv.FormatInt(int64(math.Round(max(f, 0))), 10)
 	var out []byte
 	for i := range len(s) {
 		if i > 0 && (len(s)-i)%3 == 0 {

@@ -134,9 +134,13 @@ func TestSVG(t *testing.T) {
 	if err := xml.Unmarshal(b.Bytes(), new(struct{})); err != nil {
 		t.Fatalf("SVG does not parse: %v", err)
 	}
-	// Two bars (throughput, p99) per measurement that ran: 10.
-	if n := strings.Count(b.String(), `height="13"`); n != 20 {
-		t.Errorf("%d bars, want 20", n)
+	// Two bars (throughput, p99) per measurement that ran (10), and for
+	// json-trusted the native json reference (1).
+	if n := strings.Count(b.String(), `height="13"`); n != 22 {
+		t.Errorf("%d bars, want 22", n)
+	}
+	if !strings.Contains(b.String(), ">native (json)<") {
+		t.Error("json-trusted lacks its native reference bar")
 	}
 	if !strings.Contains(b.String(), "(0.0% errors)") {
 		t.Error("error share of c10k not labelled")

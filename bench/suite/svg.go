@@ -41,6 +41,7 @@ var fallbackColors = []string{"#0f9d58", "#a142f4", "#d93025", "#12b5cb"}
 func (r *Report) SVG(w io.Writer) error {
 	type row struct {
 		target string
+		label  string
 		tput   float64
 		p99    time.Duration
 		note   string
@@ -60,11 +61,21 @@ func (r *Report) SVG(w io.Writer) error {
 			if m.Scenario != s.Name || m.Skipped != "" || m.Load.Requests == 0 {
 				continue
 			}
-			rw := row{target: m.Target, tput: m.Throughput, p99: m.Load.Latency.P99}
+			rw := row{target: m.Target, label: m.Target, tput: m.Throughput, p99: m.Load.Latency.P99}
 			if e := m.Load.Errors.Total(); e > 0 {
 				rw.note = fmt.Sprintf(" (%.1f%% errors)", 100*float64(e)/float64(m.Load.Requests))
 			}
 			g.rows = append(g.rows, rw)
+		}
+		// A wasmcorn-only scenario gets the native result of the work it
+		// is compared with, so its bar has a scale.
+		if s.SameAs != "" && len(g.rows) > 0 {
+			for _, m := range r.Results {
+				if m.Scenario == s.SameAs && m.Kind == KindNative && m.ok() {
+					g.rows = append(g.rows, row{target: m.Target, label: m.Target + " (" + s.SameAs + ")",
+						tput: m.Throughput, p99: m.Load.Latency.P99})
+				}
+			}
 		}
 		if len(g.rows) > 0 {
 			groups = append(groups, g)
@@ -120,7 +131,7 @@ func (r *Report) SVG(w io.Writer) error {
 		}
 		for _, rw := range g.rows {
 			c := colors[rw.target]
-			p(`<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", x1-6, y+svgBarH-3, esc(rw.target))
+			p(`<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", x1-6, y+svgBarH-3, esc(rw.label))
 			wt := 0.0
 			if maxT > 0 {
 				wt = barMax * rw.tput / maxT
