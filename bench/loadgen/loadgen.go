@@ -384,6 +384,11 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		}
 		cpuStart = processCPU()
 		measureAt = time.Now()
+		if cfg.Warmup == 0 {
+			// No warm-up: the schedule starts with the measured window
+			// (workers are not running yet, so they read the new start).
+			r.start = measureAt
+		}
 		if cfg.Duration > 0 {
 			r.measureEnd.Store(measureAt.Add(cfg.Duration).UnixNano())
 		}
