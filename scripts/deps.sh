@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a wasmcorn target needs, idempotently.
-# Usage: scripts/deps.sh GROUP...   (groups: test, python, classic)
+# Usage: scripts/deps.sh GROUP...   (groups: test, python, wasmtime, classic)
 # Already-installed packages cost one dpkg query; apt-get runs only when
 # something is missing, so repeat runs are fast and work offline.
 set -euo pipefail
@@ -8,6 +8,7 @@ set -euo pipefail
 declare -A groups=(
   [test]="mariadb-server mariadb-client redis-server wabt"
   [python]="clang-19 lld-19 llvm-19 wasi-libc libclang-rt-19-dev-wasm32 python3-pytest python3-flask dpkg-dev zip"
+  [wasmtime]="gcc libc6-dev"
   [classic]="nginx gunicorn python3-gevent uwsgi uwsgi-plugin-python3 python3-django python3-mysqldb python3-redis python3-django-redis"
 )
 
