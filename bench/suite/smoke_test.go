@@ -37,7 +37,6 @@ func TestMain(m *testing.M) {
 // their failures are logged, not reported. Remove an entry when the feature
 // lands (the test logs when an entry is no longer needed).
 var expectedFailures = map[string]string{
-	"queue":   `no Redis Streams queue backend in wasmcorn serve yet (internal/cli/services.go refuses queue.backend = "redis")`,
 	"py-json": "Python plugins do not start in wasmcorn serve yet (the bundled stdlib and app files are not preopened: OSError on /wasmcorn/app)",
 	"py-db":   "Python plugins do not start in wasmcorn serve yet (the bundled stdlib and app files are not preopened: OSError on /wasmcorn/app)",
 }
