@@ -14,6 +14,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+
+	"github.com/wasmcorn/wasmcorn/bench/suite"
 )
 
 // Version is the version printed by `wasmcorn version` and shown on the
@@ -72,6 +74,9 @@ func init() {
 		{"check", "[-config file] [-plugins dir]", "validate the config, every manifest, and load every plugin once", (*Env).check},
 		{"new", "[LANG] NAME [-dir dir]", "scaffold a plugin project", (*Env).newPlugin},
 		{"build", "[-o file.wasm] [-plugins dir] DIR", "compile a plugin project to a .wasm in the plugins directory", (*Env).build},
+		{"bench", "[flags] | native [flags]", "run the benchmark suite (same as bin/wcbench; -h lists flags)", func(_ *Env, ctx context.Context, args []string) error {
+			return suite.Main(ctx, args)
+		}},
 		{"version", "", "print the version", (*Env).version},
 	}
 }
