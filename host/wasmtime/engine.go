@@ -36,6 +36,7 @@ static const char *wt_version(void) { return WASMTIME_VERSION; }
 import "C"
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -85,8 +86,10 @@ type variant struct {
 
 // New returns a wasmtime engine. cfg.CacheDir, when set, holds serialized
 // compiled modules, keyed by the module's SHA-256, the Wasmtime version and
-// whether epoch interruption is compiled in. The directory is trusted: its
-// files are native code loaded as they are.
+// whether epoch interruption is compiled in. Its files are native code: each
+// carries a checksum that is verified before Wasmtime loads it, which
+// catches damage, not tampering, so the directory must be writable only by
+// the server's user.
 func New(cfg engine.Config) (engine.Engine, error) {
 	e := &Engine{}
 	if cfg.CacheDir != "" {
@@ -228,16 +231,28 @@ func (e *Engine) load(v *variant, wasm []byte, sum [32]byte) (*C.wasmtime_module
 	return cm, nil
 }
 
-// deserializeFile maps a cached module; a missing, stale or corrupt file
-// yields nil (and is removed when it exists but does not load).
+// deserializeFile loads a cached module. Wasmtime must only ever be given
+// bytes it serialized itself (they are native code), so each file ends with
+// the SHA-256 of what precedes it and is checked before use. A missing,
+// stale or damaged file yields nil; one that exists but does not load is
+// removed.
 func deserializeFile(v *variant, path string) *C.wasmtime_module_t {
-	if _, err := os.Stat(path); err != nil {
+	b, err := os.ReadFile(path)
+	if err != nil {
 		return nil
 	}
-	cpath := C.CString(path)
-	defer C.free(unsafe.Pointer(cpath))
+	if len(b) <= sha256.Size {
+		os.Remove(path)
+		return nil
+	}
+	body, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
+	if got := sha256.Sum256(body); !bytes.Equal(got[:], sum) {
+		os.Remove(path)
+		return nil
+	}
 	var cm *C.wasmtime_module_t
-	if err := C.wasmtime_module_deserialize_file(v.engine, cpath, &cm); err != nil {
+	if err := C.wasmtime_module_deserialize(v.engine, (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(body))), C.size_t(len(body)), &cm); err != nil {
+		// A valid file from another Wasmtime build or configuration.
 		C.wasmtime_error_delete(err)
 		os.Remove(path)
 		return nil
@@ -245,22 +260,26 @@ func deserializeFile(v *variant, path string) *C.wasmtime_module_t {
 	return cm
 }
 
-// serializeFile writes cm to path through a temporary file and a rename,
-// so a concurrent or crashed writer never leaves a partial file under the
-// final name. Failures only cost a recompilation next time.
+// serializeFile writes cm and its checksum to path through a temporary
+// file and a rename, so a concurrent or crashed writer never leaves a
+// partial file under the final name. Failures only cost a recompilation
+// next time.
 func serializeFile(cm *C.wasmtime_module_t, path string) {
 	var buf C.wasm_byte_vec_t
 	if err := C.wasmtime_module_serialize(cm, &buf); err != nil {
 		C.wasmtime_error_delete(err)
 		return
 	}
-	defer C.wasm_byte_vec_delete(&buf)
-	b := unsafe.Slice((*byte)(unsafe.Pointer(buf.data)), int(buf.size))
+	body := bytes.Clone(unsafe.Slice((*byte)(unsafe.Pointer(buf.data)), int(buf.size)))
+	C.wasm_byte_vec_delete(&buf)
+	sum := sha256.Sum256(body)
 	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-	if os.WriteFile(tmp, b, 0o644) == nil {
+	if os.WriteFile(tmp, append(body, sum[:]...), 0o644) == nil {
 		if os.Rename(tmp, path) != nil {
 			os.Remove(tmp)
 		}
+	} else {
+		os.Remove(tmp)
 	}
 }
 

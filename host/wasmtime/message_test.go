@@ -1,6 +1,9 @@
 package wasmtime
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestTidyMessage(t *testing.T) {
 	cases := []struct{ name, in, want string }{
@@ -33,4 +36,19 @@ func TestTidyMessage(t *testing.T) {
 	if got := tidyMessage(long); got != want {
 		t.Fatalf("long backtrace:\n%s", got)
 	}
+}
+
+func FuzzTidyMessage(f *testing.F) {
+	f.Add("error while executing at wasm backtrace:\n    0: 0x1 - f\n\nCaused by:\n    boom\n\nStack backtrace:\n   0: <unknown>")
+	f.Add("plain")
+	f.Add("\nCaused by:\n")
+	f.Fuzz(func(t *testing.T, msg string) {
+		got := tidyMessage(msg)
+		if strings.TrimSpace(msg) != "" && !strings.Contains(msg, "Caused by:") && got != strings.TrimSpace(msg) {
+			t.Fatalf("a message without a cause changed: %q -> %q", msg, got)
+		}
+		if strings.Count(got, "\n") > strings.Count(msg, "\n")+2 {
+			t.Fatalf("output has more lines than the input: %q -> %q", msg, got)
+		}
+	})
 }
