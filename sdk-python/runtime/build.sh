@@ -9,14 +9,19 @@
 # Two cached stages under ${WASMCORN_CACHE:-~/.cache/wasmcorn}/python/:
 #   cpython-<key1>/  static libpython3.11 + module libraries, headers, the
 #                    patched Lib/ sources, a plain python.wasm (for tests).
-#                    key1 = sha256(this script, the Debian source versions,
-#                    the compiler, wasi-libc and build-python versions).
+#                    key1 = sha256(the text of build_cpython below, the
+#                    Debian source versions and patch selection, the
+#                    compiler, wasi-libc and build-python versions).
 #   runtime-<key2>/  wasmcorn-python.wasm (shim + libpython, DWARF stripped)
 #                    and stdlib.zip (sourceless, trimmed).
-#                    key2 = sha256(key1, the shim and tool sources).
-# A stage whose directory exists is reused as is, so a cache hit costs a few
-# dpkg/apt-cache queries and hashing (well under 10 s). Both stages are
-# linked from sdk-python/build/{cpython,runtime}.
+#                    key2 = sha256(key1, the shim, link.sh, stdlib_zip.py).
+# Keys hash contents, never paths, so every checkout shares the cache; and
+# only build_cpython's own text keys stage 1, so editing the rest of this
+# script does not rebuild CPython. A stage whose directory exists is reused
+# as is: a cache hit costs a few dpkg/apt-cache queries and hashing (well
+# under 10 s). Builds of one key are serialized by a lock; stages unused for
+# 30 days are deleted. Both stages are linked from
+# sdk-python/build/{cpython,runtime}.
 #
 # Dependencies: scripts/deps.sh python (clang-19 lld-19 llvm-19 wasi-libc
 # libclang-rt-19-dev-wasm32 python3.11 dpkg-dev zip).
@@ -60,8 +65,10 @@ done
 [[ -f /usr/lib/wasm32-wasi/libc.a ]] || die "wasi-libc missing; run: scripts/deps.sh python"
 
 mkdir -p "$cache_root/src"
-exec 9>"$cache_root/.lock"
-flock 9   # one build at a time per cache
+# Source downloads are serialized for the whole cache (they are quick once
+# cached); each stage has its own lock below.
+exec 9>"$cache_root/src/.lock"
+flock 9
 
 # --- sources -------------------------------------------------------------
 
@@ -124,15 +131,6 @@ patch_filter='^(CVE-|[0-9]{4}-3\.11-|relfile-|frame_dealloc-crash|shutdown-deadl
 
 # --- stage 1: CPython ----------------------------------------------------
 
-key1=$( {
-  echo "script"; sha256sum "$here/build.sh" "$here/debsrc.py"
-  echo "sources python3.11=$py_ver zlib=$z_ver"
-  echo "patches $patch_filter"
-  $cc --version | head -1
-  dpkg-query -W -f='wasi-libc ${Version}\nlibclang-rt ${Version}\n' wasi-libc libclang-rt-$llvm-dev-wasm32
-  "$build_py" -c 'import sys; print("build-python", sys.version)'
-} | sha256sum | cut -c1-16)
-cpython=$cache_root/cpython-$key1
 
 build_cpython() {
   work=$cache_root/work-$key1
@@ -240,16 +238,42 @@ build_cpython() {
   log "CPython built in $((SECONDS - t0)) s: $cpython"
 }
 
+exec 9>&-   # sources are in place
+
+key1=$( {
+  declare -f build_cpython
+  echo "sources python3.11=$py_ver zlib=$z_ver"
+  echo "patches $patch_filter"
+  $cc --version | head -1
+  dpkg-query -W -f='wasi-libc ${Version}\nlibclang-rt ${Version}\n' wasi-libc libclang-rt-$llvm-dev-wasm32
+  "$build_py" -c 'import sys; print("build-python", sys.version)'
+} | sha256sum | cut -c1-16)
+cpython=$cache_root/cpython-$key1
+
+# with_lock NAME CMD...: run CMD holding the lock of one cache entry.
+with_lock() {
+  local name=$1; shift
+  (
+    exec 8>"$cache_root/.lock-$name"
+    flock 8
+    "$@"
+  )
+}
+
+build_cpython_once() { [[ -f $cpython/BUILDINFO ]] || build_cpython; }
+build_runtime_once() { [[ -f $runtime/BUILDINFO ]] || build_runtime; }
+
 if [[ -f $cpython/BUILDINFO ]]; then
   [[ $quiet == 1 ]] || log "CPython cached: $cpython"
 else
-  build_cpython
+  with_lock "cpython-$key1" build_cpython_once
 fi
 
 # --- stage 2: shim + stdlib zip ------------------------------------------
 
 shim_files=("$sdk"/shim/*.c "$sdk"/shim/*.h "$here/stdlib_zip.py" "$here/link.sh")
-key2=$( { echo "$key1"; sha256sum "${shim_files[@]}"; } | sha256sum | cut -c1-16)
+key2=$( { echo "$key1"; for f in "${shim_files[@]}"; do echo "== $(basename "$f")"; cat "$f"; done; } |
+  sha256sum | cut -c1-16)
 runtime=$cache_root/runtime-$key2
 
 build_runtime() {
@@ -270,8 +294,11 @@ build_runtime() {
 if [[ -f $runtime/BUILDINFO ]]; then
   [[ $quiet == 1 ]] || log "runtime cached: $runtime"
 else
-  build_runtime
+  with_lock "runtime-$key2" build_runtime_once
 fi
+touch "$cpython" "$runtime"
+find "$cache_root" -maxdepth 1 \( -name 'cpython-*' -o -name 'runtime-*' -o -name 'work-*' \) -mtime +30 \
+  -exec rm -rf {} + 2>/dev/null || true
 
 mkdir -p "$sdk/build"
 ln -sfn "$cpython" "$sdk/build/cpython"
