@@ -286,3 +286,35 @@ func nativeItems(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(l)
 }
+
+// BenchmarkCompile: compiling a plugin without the cache (what the first
+// load after a deploy costs). Slow: run with -benchtime 1x.
+func BenchmarkCompile(b *testing.B) {
+	mods := []struct {
+		name string
+		wasm func(b *testing.B) []byte
+	}{
+		{"hello-go", func(b *testing.B) []byte { return testplugins.Bytes(b, "hello") }},
+		{"py-hello", func(b *testing.B) []byte { w, _ := enginetest.PythonPlugin(b, "py-hello"); return w }},
+	}
+	for _, m := range mods {
+		for _, eng := range engines {
+			b.Run(m.name+"/"+eng, func(b *testing.B) {
+				wasm := m.wasm(b)
+				ctx := context.Background()
+				for b.Loop() {
+					e, err := engine.New(eng, engine.Config{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					mod, err := e.Compile(ctx, m.name, wasm, engine.ModuleConfig{Interruptible: true})
+					if err != nil {
+						b.Fatal(err)
+					}
+					mod.Close(ctx)
+					e.Close(ctx)
+				}
+			})
+		}
+	}
+}

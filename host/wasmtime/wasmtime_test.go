@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wasmcorn/wasmcorn/abi"
+	"github.com/wasmcorn/wasmcorn/host"
 	"github.com/wasmcorn/wasmcorn/host/engine"
 	"github.com/wasmcorn/wasmcorn/host/enginetest"
 	"github.com/wasmcorn/wasmcorn/host/wasmtime"
@@ -280,4 +282,49 @@ func FuzzCompile(f *testing.F) {
 		defer timer.Stop()
 		in.Call(ctx, abi.ExportHandle, enginetest.EncodeRequest("fuzz"), 1<<20)
 	})
+}
+
+// TestMixedEngines: one runtime serves plugins on both engines at once,
+// chosen per plugin (PluginSpec.Engine, a manifest's `engine`) over the
+// runtime's default.
+func TestMixedEngines(t *testing.T) {
+	for _, def := range []string{"wazero", wasmtime.Name} {
+		t.Run("default="+def, func(t *testing.T) {
+			rt := enginetest.NewRuntime(t, def, "", nil)
+			var plugins []*host.Plugin
+			for _, eng := range []string{"", "wazero", wasmtime.Name} {
+				p, err := rt.Load(context.Background(), host.PluginSpec{Name: "echo", Engine: eng, Wasm: enginetest.Guest(t, "echo"),
+					Pool: host.DefaultPoolConfig(), Limits: host.DefaultLimits()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer p.Drain(context.Background())
+				want := eng
+				if want == "" {
+					want = def
+				}
+				if p.Engine() != want {
+					t.Fatalf("Engine %q: plugin runs on %q, want %q", eng, p.Engine(), want)
+				}
+				plugins = append(plugins, p)
+			}
+			var wg sync.WaitGroup
+			for i, p := range plugins {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					req := enginetest.EncodeRequest(fmt.Sprintf("plugin %d", i))
+					for j := 0; j < 200; j++ {
+						out, err := p.Handle(context.Background(), req, nil)
+						var r abi.Response
+						if err != nil || abi.DecodeResponse(out, &r) != nil || !bytes.Equal(r.Body, req) {
+							t.Errorf("%s: %v", p.Engine(), err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
 }
