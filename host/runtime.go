@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/wasmcorn/wasmcorn/abi"
 	"github.com/wasmcorn/wasmcorn/host/engine"
 	_ "github.com/wasmcorn/wasmcorn/host/internal/wazero" // the default engine
+	"github.com/wasmcorn/wasmcorn/sdk-python/bundlefs"
 )
 
 // DefaultEngine is the engine used when neither the runtime nor a plugin
@@ -175,7 +177,25 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec) (*Plugin, error) {
 		name: spec.Name, hash: hex.EncodeToString(sum[:]), engine: eng.Name(),
 		grants: spec.Grants, rt: rt, log: log,
 	}
-	mod, err := eng.Compile(ctx, spec.Name, spec.Wasm, engine.ModuleConfig{
+	// A plugin may carry its files (a Python app and its standard library)
+	// in a custom section: compile the module without it and mount the
+	// files read-only, shared by every instance.
+	// A binary Split cannot frame goes to the compiler whole, which
+	// reports what is wrong with it.
+	code, section, err := bundlefs.Split(spec.Wasm)
+	if err != nil {
+		code, section = spec.Wasm, nil
+	}
+	var files fs.FS
+	if section != nil {
+		bfs, err := bundlefs.New(section)
+		if err != nil {
+			return nil, fmt.Errorf("plugin %q: files section: %w", spec.Name, err)
+		}
+		files = bfs
+	}
+	mod, err := eng.Compile(ctx, spec.Name, code, engine.ModuleConfig{
+		Files:          files,
 		MaxMemoryPages: spec.Limits.MaxMemoryPages,
 		Env:            spec.Env,
 		Dirs:           spec.Dirs,

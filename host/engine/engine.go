@@ -8,8 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"sort"
 )
+
+// FilesGuestPath is where ModuleConfig.Files is mounted in the guest.
+const FilesGuestPath = "/wasmcorn"
 
 // Engine compiles WebAssembly modules. Implementations register themselves
 // with Register: wazero (the default) always, wasmtime when the binary is
@@ -34,6 +38,10 @@ type ModuleConfig struct {
 	MaxMemoryPages uint32
 	// Env is the guest's environment, only what the manifest grants.
 	Env map[string]string
+	// Files, when set, is mounted read-only at FilesGuestPath as the first
+	// preopened directory (a plugin's bundled files, e.g. a Python app and
+	// its standard library, which snapshots expect at fd 3).
+	Files fs.FS
 	// Dirs maps guest paths to host directories the manifest grants
 	// (read-only unless ReadWrite); empty means no filesystem at all.
 	Dirs []DirGrant

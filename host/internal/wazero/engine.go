@@ -143,8 +143,11 @@ func (e *Engine) Compile(ctx context.Context, name string, wasm []byte, cfg engi
 	for k, v := range cfg.Env {
 		mc = mc.WithEnv(k, v)
 	}
-	if len(cfg.Dirs) > 0 {
+	if len(cfg.Dirs) > 0 || cfg.Files != nil {
 		fc := wazero.NewFSConfig()
+		if cfg.Files != nil {
+			fc = fc.WithFSMount(cfg.Files, engine.FilesGuestPath) // first: fd 3
+		}
 		for _, d := range cfg.Dirs {
 			if d.ReadWrite {
 				fc = fc.WithDirMount(d.HostPath, d.GuestPath)
