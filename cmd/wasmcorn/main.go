@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/wasmcorn/wasmcorn/internal/cli"
+	_ "github.com/wasmcorn/wasmcorn/sdk-python/pyplugin" // wasmcorn build / new python
 )
 
 func main() {
