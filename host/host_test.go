@@ -15,6 +15,12 @@ func TestEngineConformance(t *testing.T) {
 	enginetest.Run(t, host.DefaultEngine)
 }
 
+// TestEnginePlugins runs the Go example, hostile and Python plugins through
+// the same kit the wasmtime module runs them through.
+func TestEnginePlugins(t *testing.T) {
+	enginetest.RunPlugins(t, host.DefaultEngine)
+}
+
 func BenchmarkHandleEcho(b *testing.B) {
 	for _, enforced := range []bool{false, true} {
 		b.Run(fmt.Sprintf("deadline_enforced=%v", enforced), func(b *testing.B) {
