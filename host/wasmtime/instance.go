@@ -9,6 +9,7 @@ import "C"
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -111,7 +112,9 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 	if err != nil {
 		return fail("%v", err)
 	}
-	if cerr := C.wt_store_set_wasi(in.s, wc, boolInt(in.stdout != nil), boolInt(in.stderr != nil)); cerr != nil {
+	// Output is always captured (and dropped without a writer): a guest
+	// must be able to print even where nobody listens, as on wazero.
+	if cerr := C.wt_store_set_wasi(in.s, wc, 1, 1); cerr != nil {
 		return fail("configure WASI: %s", errorMessage(cerr))
 	}
 	var trap *C.wasm_trap_t
@@ -186,6 +189,9 @@ type instance struct {
 }
 
 func (in *instance) MemoryBytes() uint64 {
+	if in.s == nil {
+		return 0
+	}
 	// Updated in C at the end of every call; memory only grows in calls.
 	return uint64(in.s.mem_size)
 }
@@ -218,7 +224,14 @@ func (in *instance) Close(context.Context) error {
 	return nil
 }
 
+// errClosed is returned by Call on a closed instance (a caller bug; the
+// pool never does it).
+var errClosed = errors.New("instance closed")
+
 func (in *instance) Call(ctx context.Context, export string, req []byte, maxOut uint32) ([]byte, error) {
+	if in.s == nil {
+		return nil, fmt.Errorf("plugin %q: %w", in.mod.name, errClosed)
+	}
 	var which C.int
 	switch export {
 	case abi.ExportHandle:

@@ -47,6 +47,8 @@ typedef struct wt_store {
 
 wt_store *wt_store_new(wasm_engine_t *engine, int epoch, uintptr_t handle,
                        int64_t max_memory_bytes);
+// wt_store_set_wasi gives the store its WASI context (taking ownership of
+// wasi), sending stdout and stderr to the Go instance when asked.
 wasmtime_error_t *wt_store_set_wasi(wt_store *s, wasi_config_t *wasi,
                                     int capture_stdout, int capture_stderr);
 // wt_instantiate instantiates pre in s and looks the ABI exports up. It
