@@ -51,9 +51,16 @@ func wtHostResult(id C.uintptr_t, ptr, capacity C.uint32_t, ret *C.int32_t) (tra
 	return 0
 }
 
+// wtGuestOutput receives the guest's stdout (stream 1) and stderr (2).
+// Wasmtime calls it from one of its own threads while the guest waits in
+// fd_write, so it is not on the goroutine running the call.
+//
 //export wtGuestOutput
 func wtGuestOutput(id C.uintptr_t, stream C.int, buf unsafe.Pointer, n C.size_t) C.ptrdiff_t {
 	in := lookup(uintptr(id))
+	if in == nil {
+		return C.ptrdiff_t(n)
+	}
 	w := in.stdout
 	if stream == 2 {
 		w = in.stderr

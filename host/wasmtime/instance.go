@@ -372,13 +372,17 @@ func (in *instance) hostResult(ptr, capacity uint32) (int32, string) {
 	return int32(n), ""
 }
 
-// lineSplitter turns guest stdout/stderr writes into lines.
+// lineSplitter turns guest stdout/stderr writes into lines. Wasmtime writes
+// from its own threads (see wtGuestOutput), hence the mutex.
 type lineSplitter struct {
 	w   engine.LineWriter
+	mu  sync.Mutex
 	buf []byte
 }
 
 func (l *lineSplitter) Write(p []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
@@ -402,6 +406,8 @@ func (l *lineSplitter) Write(p []byte) {
 
 // flush writes a final unterminated line.
 func (l *lineSplitter) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if len(l.buf) > 0 {
 		l.w.WriteLine(l.buf)
 		l.buf = l.buf[:0]
