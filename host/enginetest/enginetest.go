@@ -69,6 +69,7 @@ func Run(t *testing.T, engineName string) {
 		{"InitializeUnderDeadline", k.testInitializeUnderDeadline},
 		{"TrapReplacesInstance", k.testTrapReplacesInstance},
 		{"BadPointerTraps", k.testBadPointerTraps},
+		{"StackOverflowTraps", k.testStackOverflowTraps},
 		{"MemoryLimit", k.testMemoryLimit},
 		{"InitialMemoryOverLimit", k.testInitialMemoryOverLimit},
 		{"DeadlineStopsSpinningGuest", k.testDeadlineStopsSpinningGuest},
@@ -312,6 +313,18 @@ func (k kit) testBadPointerTraps(t *testing.T) {
 	_, err := p.Handle(context.Background(), EncodeRequest("x"), nil)
 	if !errors.Is(err, engine.ErrTrap) || !strings.Contains(err.Error(), "outside memory") {
 		t.Fatalf("got %v, want a trap about a region outside memory", err)
+	}
+}
+
+func (k kit) testStackOverflowTraps(t *testing.T) {
+	rt := k.runtime(t)
+	for _, enforced := range []bool{true, false} {
+		p := load(t, rt, "recurse", func(s *host.PluginSpec) { s.Limits.DeadlineEnforced = enforced })
+		for i := 0; i < 2; i++ {
+			if _, err := p.Handle(context.Background(), EncodeRequest("x"), nil); !errors.Is(err, engine.ErrTrap) {
+				t.Fatalf("deadline_enforced=%v: got %v, want ErrTrap", enforced, err)
+			}
+		}
 	}
 }
 
