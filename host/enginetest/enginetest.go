@@ -15,11 +15,13 @@
 package enginetest
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -86,6 +88,7 @@ func Run(t *testing.T, engineName string) {
 		{"WASIEnvironment", k.testWASIEnvironment},
 		{"WASIOutput", k.testWASIOutput},
 		{"WASIDirectories", k.testWASIDirectories},
+		{"BundledFiles", k.testBundledFiles},
 		{"HandleAllocations", k.testHandleAllocations},
 	}
 	for _, tc := range tests {
@@ -776,6 +779,84 @@ func (k kit) testWASIDirectories(t *testing.T) {
 	none := load(t, rt, "wasi", nil)
 	if r := do(none, "read"); r.Status != 500 {
 		t.Fatalf("read without a grant: status %d, want a WASI error", r.Status)
+	}
+}
+
+// WithFiles returns wasm with a wasmcorn.files custom section holding
+// files (name -> contents), as the Python plugin builder makes them.
+func WithFiles(t testing.TB, wasm []byte, files map[string]string) []byte {
+	t.Helper()
+	var z bytes.Buffer
+	zw := zip.NewWriter(&z)
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, files[name])
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	uleb := func(b []byte, v int) []byte {
+		for {
+			c := byte(v & 0x7f)
+			v >>= 7
+			if v == 0 {
+				return append(b, c)
+			}
+			b = append(b, c|0x80)
+		}
+	}
+	const name = "wasmcorn.files"
+	payload := append(uleb(nil, len(name)), name...)
+	payload = append(payload, z.Bytes()...)
+	out := append(bytes.Clone(wasm), 0) // custom section
+	out = uleb(out, len(payload))
+	return append(out, payload...)
+}
+
+// testBundledFiles: a module's files section is mounted read-only at
+// /wasmcorn as the first preopened directory (fd 3), before any granted
+// directory.
+func (k kit) testBundledFiles(t *testing.T) {
+	rt := k.runtime(t)
+	wasm := WithFiles(t, Guest(t, "wasi"), map[string]string{"in.txt": "bundled file", "lib/mod.py": "x = 1\n"})
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "in.txt"), []byte("granted file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, dirs := range [][]engine.DirGrant{nil, {{GuestPath: "/data", HostPath: dir, ReadWrite: true}}} {
+		p, err := rt.Load(context.Background(), host.PluginSpec{Name: "files", Wasm: wasm, Dirs: dirs,
+			Pool: host.DefaultPoolConfig(), Limits: host.DefaultLimits()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			action string
+			status uint32
+			body   string
+		}{{"read", 200, "bundled file"}, {"writ", 500, ""}} {
+			out, err := p.Handle(context.Background(), EncodeRequest(c.action), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := decodeResp(t, out)
+			if r.Status != c.status || (c.body != "" && string(r.Body) != c.body) {
+				t.Fatalf("%s with %d granted dirs: status %d body %q, want %d %q", c.action, len(dirs), r.Status, r.Body, c.status, c.body)
+			}
+		}
+		if err := p.Drain(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out.txt")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a write through fd 3 reached the granted directory (%v)", err)
 	}
 }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/wasmcorn/wasmcorn/host"
 	"github.com/wasmcorn/wasmcorn/host/engine"
 	"github.com/wasmcorn/wasmcorn/internal/testplugins"
-	"github.com/wasmcorn/wasmcorn/sdk-python/bundlefs"
 )
 
 // RunPlugins runs the repository's plugins on the engine registered under
@@ -270,11 +269,10 @@ func runHostile(t *testing.T, engineName string) {
 	}
 }
 
-// PythonPlugin returns plugins/<name>.wasm when `make plugins` built it
-// (or skips the test), with the directory grant that mounts the files the
-// plugin carries in its wasmcorn.files section (standard library, SDK,
-// app) at /wasmcorn, extracted into a temporary directory.
-func PythonPlugin(t testing.TB, name string) ([]byte, []engine.DirGrant) {
+// PythonPlugin returns plugins/<name>.wasm when `make plugins` built it,
+// or skips the test. Its files section (standard library, SDK, app) is
+// mounted by the host at /wasmcorn.
+func PythonPlugin(t testing.TB, name string) []byte {
 	t.Helper()
 	root, err := testplugins.RepoRoot()
 	if err != nil {
@@ -287,25 +285,13 @@ func PythonPlugin(t testing.TB, name string) ([]byte, []engine.DirGrant) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	z, err := bundlefs.Section(wasm)
-	if err != nil || z == nil {
-		t.Fatalf("plugins/%s.wasm: no %s section (%v)", name, bundlefs.SectionName, err)
-	}
-	files, err := bundlefs.New(z)
-	if err != nil {
-		t.Fatalf("plugins/%s.wasm: %v", name, err)
-	}
-	dir := filepath.Join(t.TempDir(), "files")
-	if err := os.CopyFS(dir, files); err != nil {
-		t.Fatalf("extract the files of plugins/%s.wasm: %v", name, err)
-	}
-	return wasm, []engine.DirGrant{{GuestPath: bundlefs.GuestPath, HostPath: dir}}
+	return wasm
 }
 
 func runPython(t *testing.T, engineName string) {
-	wasm, dirs := PythonPlugin(t, "py-hello")
+	wasm := PythonPlugin(t, "py-hello")
 	rt := NewRuntime(t, engineName, PluginCacheDir(t), slog.New(&logBuffer{}))
-	p, err := loadWasm(t, rt, "py-hello", wasm, func(s *host.PluginSpec) { s.Dirs = dirs })
+	p, err := loadWasm(t, rt, "py-hello", wasm, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

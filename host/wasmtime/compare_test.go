@@ -25,6 +25,7 @@ import (
 	"github.com/wasmcorn/wasmcorn/host/enginetest"
 	"github.com/wasmcorn/wasmcorn/host/wasmtime"
 	"github.com/wasmcorn/wasmcorn/internal/testplugins"
+	"github.com/wasmcorn/wasmcorn/sdk-python/bundlefs"
 )
 
 var engines = []string{"wazero", wasmtime.Name}
@@ -51,12 +52,12 @@ func BenchmarkHostCall(b *testing.B) {
 
 // benchPlugin measures requests to a repository plugin through
 // Plugin.Handle; every response must have status 200.
-func benchPlugin(b *testing.B, eng string, enforced bool, name string, wasm []byte, dirs []engine.DirGrant, req []byte) {
+func benchPlugin(b *testing.B, eng string, enforced bool, name string, wasm []byte, req []byte) {
 	if testing.Short() {
 		b.Skip("builds Wasm plugins")
 	}
 	rt := enginetest.NewRuntime(b, eng, enginetest.PluginCacheDir(b), nil)
-	spec := host.PluginSpec{Name: name, Wasm: wasm, Dirs: dirs, Pool: host.DefaultPoolConfig(), Limits: host.DefaultLimits()}
+	spec := host.PluginSpec{Name: name, Wasm: wasm, Pool: host.DefaultPoolConfig(), Limits: host.DefaultLimits()}
 	spec.Pool.Min = 1
 	spec.Limits.DeadlineEnforced = enforced
 	p, err := rt.Load(context.Background(), spec)
@@ -88,7 +89,7 @@ var (
 func BenchmarkHello(b *testing.B) {
 	b.Run("native", func(b *testing.B) { benchNative(b, http.HandlerFunc(nativeHello), helloReq) })
 	eachEngine(b, func(b *testing.B, eng string, enforced bool) {
-		benchPlugin(b, eng, enforced, "hello", testplugins.Bytes(b, "hello"), nil, helloReq)
+		benchPlugin(b, eng, enforced, "hello", testplugins.Bytes(b, "hello"), helloReq)
 	})
 }
 
@@ -97,16 +98,16 @@ func BenchmarkHello(b *testing.B) {
 func BenchmarkJSONAPI(b *testing.B) {
 	b.Run("native", func(b *testing.B) { benchNative(b, http.HandlerFunc(nativeItems), jsonapiReq) })
 	eachEngine(b, func(b *testing.B, eng string, enforced bool) {
-		benchPlugin(b, eng, enforced, "jsonapi", testplugins.Bytes(b, "jsonapi"), nil, jsonapiReq)
+		benchPlugin(b, eng, enforced, "jsonapi", testplugins.Bytes(b, "jsonapi"), jsonapiReq)
 	})
 }
 
 // BenchmarkPyHello: the Python py-hello plugin (CPython in the guest), when
 // built (make plugins).
 func BenchmarkPyHello(b *testing.B) {
-	wasm, dirs := enginetest.PythonPlugin(b, "py-hello")
+	wasm := enginetest.PythonPlugin(b, "py-hello")
 	eachEngine(b, func(b *testing.B, eng string, enforced bool) {
-		benchPlugin(b, eng, enforced, "py-hello", wasm, dirs, pyHelloReq)
+		benchPlugin(b, eng, enforced, "py-hello", wasm, pyHelloReq)
 	})
 }
 
@@ -115,18 +116,17 @@ func BenchmarkPyHello(b *testing.B) {
 func BenchmarkInstantiate(b *testing.B) {
 	type mod struct {
 		name string
-		wasm func(b *testing.B) ([]byte, []engine.DirGrant)
+		wasm func(b *testing.B) []byte
 	}
 	mods := []mod{
-		{"echo-wat", func(b *testing.B) ([]byte, []engine.DirGrant) { return enginetest.Guest(b, "echo"), nil }},
-		{"hello-go", func(b *testing.B) ([]byte, []engine.DirGrant) { return testplugins.Bytes(b, "hello"), nil }},
-		{"py-hello", func(b *testing.B) ([]byte, []engine.DirGrant) { return enginetest.PythonPlugin(b, "py-hello") }},
+		{"echo-wat", func(b *testing.B) []byte { return enginetest.Guest(b, "echo") }},
+		{"hello-go", func(b *testing.B) []byte { return testplugins.Bytes(b, "hello") }},
+		{"py-hello", func(b *testing.B) []byte { return enginetest.PythonPlugin(b, "py-hello") }},
 	}
 	for _, m := range mods {
 		for _, eng := range engines {
 			b.Run(m.name+"/"+eng, func(b *testing.B) {
-				wasm, dirs := m.wasm(b)
-				mod := compile(b, eng, m.name, wasm, dirs)
+				mod := compile(b, eng, m.name, m.wasm(b))
 				ctx := context.Background()
 				enginetest.Loop(b, func() {
 					in, err := mod.Instantiate(ctx, nopCaller{})
@@ -140,15 +140,28 @@ func BenchmarkInstantiate(b *testing.B) {
 	}
 }
 
-// compile compiles wasm on a fresh engine using the shared plugin cache;
-// the engine and module are closed when b ends.
-func compile(b *testing.B, eng, name string, wasm []byte, dirs []engine.DirGrant) engine.Module {
+// compile compiles wasm on a fresh engine using the shared plugin cache,
+// mounting its files section as the host does; the engine and module are
+// closed when b ends.
+func compile(b *testing.B, eng, name string, wasm []byte) engine.Module {
 	ctx := context.Background()
+	code, section, err := bundlefs.Split(wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := engine.ModuleConfig{MaxMemoryPages: 4096, Interruptible: true}
+	if section != nil {
+		files, err := bundlefs.New(section)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.Files = files
+	}
 	e, err := engine.New(eng, engine.Config{CacheDir: enginetest.PluginCacheDir(b) + "/" + eng})
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := e.Compile(ctx, name, wasm, engine.ModuleConfig{MaxMemoryPages: 4096, Dirs: dirs, Interruptible: true})
+	m, err := e.Compile(ctx, name, code, cfg)
 	if err != nil {
 		e.Close(ctx)
 		b.Fatal(err)
@@ -163,19 +176,18 @@ func compile(b *testing.B, eng, name string, wasm []byte, dirs []engine.DirGrant
 func BenchmarkMemoryPerInstance(b *testing.B) {
 	type mod struct {
 		name string
-		wasm func(b *testing.B) ([]byte, []engine.DirGrant)
+		wasm func(b *testing.B) []byte
 		req  []byte
 	}
 	mods := []mod{
-		{"hello-go", func(b *testing.B) ([]byte, []engine.DirGrant) { return testplugins.Bytes(b, "hello"), nil }, helloReq},
-		{"py-hello", func(b *testing.B) ([]byte, []engine.DirGrant) { return enginetest.PythonPlugin(b, "py-hello") }, pyHelloReq},
+		{"hello-go", func(b *testing.B) []byte { return testplugins.Bytes(b, "hello") }, helloReq},
+		{"py-hello", func(b *testing.B) []byte { return enginetest.PythonPlugin(b, "py-hello") }, pyHelloReq},
 	}
 	const n = 8
 	for _, m := range mods {
 		for _, eng := range engines {
 			b.Run(m.name+"/"+eng, func(b *testing.B) {
-				wasm, dirs := m.wasm(b)
-				mod := compile(b, eng, m.name, wasm, dirs)
+				mod := compile(b, eng, m.name, m.wasm(b))
 				ctx := context.Background()
 				var rss, heap float64
 				runs := 0
@@ -295,7 +307,7 @@ func BenchmarkCompile(b *testing.B) {
 		wasm func(b *testing.B) []byte
 	}{
 		{"hello-go", func(b *testing.B) []byte { return testplugins.Bytes(b, "hello") }},
-		{"py-hello", func(b *testing.B) []byte { w, _ := enginetest.PythonPlugin(b, "py-hello"); return w }},
+		{"py-hello", func(b *testing.B) []byte { return enginetest.PythonPlugin(b, "py-hello") }},
 	}
 	for _, m := range mods {
 		for _, eng := range engines {
@@ -307,7 +319,11 @@ func BenchmarkCompile(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					mod, err := e.Compile(ctx, m.name, wasm, engine.ModuleConfig{Interruptible: true})
+					code, _, err := bundlefs.Split(wasm)
+					if err != nil {
+						b.Fatal(err)
+					}
+					mod, err := e.Compile(ctx, m.name, code, engine.ModuleConfig{Interruptible: true})
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -98,6 +98,7 @@ func New(cfg engine.Config) (engine.Engine, error) {
 			return nil, fmt.Errorf("wasmtime: compilation cache in %s: %w", cfg.CacheDir, err)
 		}
 	}
+	removeStaleFiles(e.filesBase())
 	// Create the default variant now, so that a broken setup fails at
 	// startup rather than at the first plugin.
 	if _, err := e.variant(true); err != nil {
@@ -190,13 +191,26 @@ func (e *Engine) Compile(ctx context.Context, name string, wasm []byte, cfg engi
 		name: name, v: v, cm: cm, pre: pre, cfg: cfg, exports: info.exports,
 		maxMemory: int64(cfg.MaxMemoryPages) * 65536,
 	}
+	if cfg.Files != nil {
+		if m.filesDir, err = materialize(e.filesBase(), cfg.Files); err != nil {
+			C.wasmtime_instance_pre_delete(pre)
+			C.wasmtime_module_delete(cm)
+			return nil, fmt.Errorf("plugin %q: %w", name, err)
+		}
+	}
 	m.envNames, m.envValues = newCStrings(len(cfg.Env)), newCStrings(len(cfg.Env))
 	for k, val := range cfg.Env {
 		m.envNames.add(k)
 		m.envValues.add(val)
 	}
-	m.dirHosts, m.dirGuests = newCStrings(len(cfg.Dirs)), newCStrings(len(cfg.Dirs))
-	for _, d := range cfg.Dirs {
+	// The bundled files come first (fd 3), as on wazero: snapshots of
+	// Python plugins expect them there.
+	m.dirs = m.cfg.Dirs
+	if m.filesDir != "" {
+		m.dirs = append([]engine.DirGrant{{GuestPath: engine.FilesGuestPath, HostPath: m.filesDir}}, m.cfg.Dirs...)
+	}
+	m.dirHosts, m.dirGuests = newCStrings(len(m.dirs)), newCStrings(len(m.dirs))
+	for _, d := range m.dirs {
 		m.dirHosts.add(d.HostPath)
 		m.dirGuests.add(d.GuestPath)
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,8 @@ type module struct {
 	maxMemory int64
 	// C copies of the granted environment and directories, made once.
 	envNames, envValues, dirHosts, dirGuests *cStrings
+	dirs                                     []engine.DirGrant // preopens, files first
+	filesDir                                 string            // bundled files on disk, if any
 
 	closeOnce sync.Once
 }
@@ -58,6 +61,9 @@ func (m *module) Close(context.Context) error {
 		m.envValues.free()
 		m.dirHosts.free()
 		m.dirGuests.free()
+		if m.filesDir != "" {
+			os.RemoveAll(m.filesDir)
+		}
 	})
 	return nil
 }
@@ -73,7 +79,7 @@ func (m *module) wasiConfig() (*C.wasi_config_t, error) {
 			return nil, fmt.Errorf("set WASI environment")
 		}
 	}
-	for i, d := range m.cfg.Dirs {
+	for i, d := range m.dirs {
 		perms, filePerms := C.size_t(C.WASMTIME_WASI_DIR_PERMS_READ), C.size_t(C.WASMTIME_WASI_FILE_PERMS_READ)
 		if d.ReadWrite {
 			perms |= C.WASMTIME_WASI_DIR_PERMS_WRITE
