@@ -1,14 +1,12 @@
 package wasmtime
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 // Wasmtime's WASI can only preopen host directories, so a module's bundled
@@ -61,7 +59,7 @@ func removeStaleFiles(base string) {
 		if err != nil || pid <= 0 || pid == os.Getpid() {
 			continue
 		}
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		if processGone(pid) {
 			os.RemoveAll(filepath.Join(base, ent.Name()))
 		}
 	}
