@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wasmcorn/wasmcorn/abi"
@@ -53,6 +54,7 @@ type Runtime struct {
 
 	mu      sync.Mutex
 	engines map[string]engine.Engine
+	closed  atomic.Bool
 }
 
 // NewRuntime creates a runtime; the default engine is created now so that
@@ -96,8 +98,12 @@ func (rt *Runtime) engine(name string) (engine.Engine, error) {
 	return e, nil
 }
 
-// Close stops the watchdog and closes the engines.
+// Close stops the watchdog and closes the engines. Calling it again does
+// nothing.
 func (rt *Runtime) Close(ctx context.Context) error {
+	if rt.closed.Swap(true) {
+		return nil
+	}
 	rt.wd.close()
 	rt.mu.Lock()
 	defer rt.mu.Unlock()

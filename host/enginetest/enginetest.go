@@ -349,12 +349,6 @@ func (k kit) testMemoryLimit(t *testing.T) {
 // max_memory_pages fails to load with ErrInit; it must never take the host
 // down.
 func (k kit) testInitialMemoryOverLimit(t *testing.T) {
-	if k.engine == "wazero" {
-		// host/internal/wazero's allocator returns nil for it and wazero
-		// v1.12 dereferences that nil (a panic in Load); the engine should
-		// refuse such a module in Compile.
-		t.Skip("known wazero engine bug: panics on a module whose initial memory exceeds the limit")
-	}
 	rt := k.runtime(t)
 	_, err := rt.Load(context.Background(), host.PluginSpec{Name: "echo", Wasm: Guest(t, "echo"),
 		Pool: host.DefaultPoolConfig(), Limits: host.Limits{MaxMemoryPages: 1, Timeout: time.Second, DeadlineEnforced: true}})

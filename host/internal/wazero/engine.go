@@ -178,6 +178,19 @@ func compileGuarded(ctx context.Context, rt wazero.Runtime, code []byte) (cm waz
 	return rt.CompileModule(ctx, code)
 }
 
+// instantiateGuarded instantiates with a recover: wazero v1.12 panics when
+// the memory allocator refuses a module's initial memory (a module whose
+// minimum exceeds the plugin's max_memory_pages), and a hostile plugin must
+// never take the server down.
+func instantiateGuarded(ctx context.Context, rt wazero.Runtime, cm wazero.CompiledModule, mc wazero.ModuleConfig) (mod api.Module, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			mod, err = nil, fmt.Errorf("instantiation failed (memory over the plugin's limit or a runtime fault: %v)", r)
+		}
+	}()
+	return rt.InstantiateModule(ctx, cm, mc)
+}
+
 // instrumented returns the loop-instrumented module, from the on-disk cache
 // when an earlier load made it (the rewrite is deterministic). ok is false
 // when the module cannot be instrumented: it then runs guarded.
@@ -350,7 +363,7 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 	// The memory allocator travels in the context wazero instantiates with;
 	// host calls made by _initialize find the instance through ectx.
 	ictx := &instantiateCtx{Context: m.allocCtx, ectx: &in.ectx}
-	mod, err := m.rt.InstantiateModule(ictx, m.cm, mc)
+	mod, err := instantiateGuarded(ictx, m.rt, m.cm, mc)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %q: %w: %v", m.name, engine.ErrInit, err)
 	}
