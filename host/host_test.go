@@ -15,8 +15,9 @@ func TestEngineConformance(t *testing.T) {
 	enginetest.Run(t, host.DefaultEngine)
 }
 
-// TestEnginePlugins runs the Go example, hostile and Python plugins through
-// the same kit the wasmtime module runs them through.
+// TestEnginePlugins runs the Go example, hostile and Python plugins (and so
+// the Go SDK) on the real host runtime through the same kit the wasmtime
+// module runs them through.
 func TestEnginePlugins(t *testing.T) {
 	enginetest.RunPlugins(t, host.DefaultEngine)
 }
@@ -34,5 +35,25 @@ func BenchmarkHostCall(b *testing.B) {
 		b.Run(fmt.Sprintf("deadline_enforced=%v", enforced), func(b *testing.B) {
 			enginetest.BenchHostCall(b, host.DefaultEngine, enforced)
 		})
+	}
+}
+
+// BenchmarkPlugin measures one request to the hello and jsonapi example
+// plugins through Plugin.Handle (pool, engine call, SDK conversion,
+// handler).
+func BenchmarkPlugin(b *testing.B) {
+	reqs := []struct {
+		plugin string
+		req    []byte
+	}{
+		{"hello", enginetest.HTTPRequest("GET", "/hello/", "", nil, "Accept", "*/*", "User-Agent", "wrk")},
+		{"jsonapi", enginetest.HTTPRequest("GET", "/jsonapi/", "", nil, "Accept", "*/*")},
+	}
+	for _, r := range reqs {
+		for _, enforced := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/deadline_enforced=%v", r.plugin, enforced), func(b *testing.B) {
+				enginetest.BenchPlugin(b, host.DefaultEngine, r.plugin, r.req, enforced)
+			})
+		}
 	}
 }

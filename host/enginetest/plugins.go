@@ -1,7 +1,6 @@
 package enginetest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wasmcorn/wasmcorn/abi"
+	"github.com/wasmcorn/wasmcorn/abi/abitest"
 	"github.com/wasmcorn/wasmcorn/host"
 	"github.com/wasmcorn/wasmcorn/host/engine"
 	"github.com/wasmcorn/wasmcorn/internal/testplugins"
@@ -193,8 +193,14 @@ func runExamples(t *testing.T, engineName string) {
 	}
 }
 
+// runHostile loads every hostile plugin and checks each misbehaviour is
+// contained with the error the host documents. Each plugin is loaded once:
+// after a trap the pool replaces the instance, so the later cases of one
+// plugin also show it recovers.
 func runHostile(t *testing.T, engineName string) {
-	rt := NewRuntime(t, engineName, PluginCacheDir(t), slog.New(&logBuffer{}))
+	logs := &logBuffer{}
+	rt := NewRuntime(t, engineName, PluginCacheDir(t), slog.New(logs))
+	ctx := context.Background()
 
 	loadCases := []struct {
 		name string
@@ -225,47 +231,89 @@ func runHostile(t *testing.T, engineName string) {
 		}
 	})
 
-	callCases := []struct {
-		plugin, path, query string
-		mod                 func(*host.PluginSpec)
-		is                  error
-	}{
-		{"trap", "/trap/", "", nil, engine.ErrTrap},
-		{"trap", "/trap/goroutine", "", nil, engine.ErrTrap},
-		{"trap", "/trap/exit", "", nil, engine.ErrTrap},
-		{"badptr", "/badptr/in", "", nil, engine.ErrTrap},
-		{"badptr", "/badptr/out", "", nil, engine.ErrTrap},
-		{"badptr", "/badptr/result", "", nil, engine.ErrTrap},
-		{"badresp", "/badresp/oob", "", nil, engine.ErrTrap},
-		{"badalloc", "/badalloc/", "", nil, engine.ErrTrap},
-		{"spin", "/spin/", "", func(s *host.PluginSpec) { s.Limits.Timeout = 300 * time.Millisecond }, engine.ErrInterrupted},
-		{"membomb", "/membomb/", "", func(s *host.PluginSpec) { s.Limits.MaxMemoryPages = 256 }, engine.ErrTrap},
-		{"bigresp", "/bigresp/", "bytes=2000000", func(s *host.PluginSpec) { s.Limits.MaxResponseBytes = 1 << 20 }, engine.ErrResponseTooLarge},
+	limits := map[string]func(*host.PluginSpec){
+		"spin":    func(s *host.PluginSpec) { s.Limits.Timeout = 300 * time.Millisecond },
+		"membomb": func(s *host.PluginSpec) { s.Limits.MaxMemoryPages = 256 }, // 16 MiB
+		"bigresp": func(s *host.PluginSpec) { s.Limits.MaxResponseBytes = 1 << 20 },
 	}
-	for _, c := range callCases {
-		t.Run(c.plugin+c.path, func(t *testing.T) {
-			p := mustLoadPlugin(t, rt, c.plugin, c.mod)
-			resp, err := handle(t, p, HTTPRequest("GET", c.path, c.query, nil))
-			if !errors.Is(err, c.is) {
-				t.Fatalf("got %v (status %d), want error %v", err, resp.Status, c.is)
-			}
-			t.Logf("contained: %v", err)
-		})
+	plugins := map[string]*host.Plugin{}
+	parent := t
+	plugin := func(name string) *host.Plugin {
+		if p, ok := plugins[name]; ok {
+			return p
+		}
+		p := mustLoadPlugin(parent, rt, name, limits[name]) // drained when the whole test ends
+		plugins[name] = p
+		return p
 	}
 
-	// Handler panics are the SDK's to contain: a 500, and the instance
-	// stays usable.
-	trap := mustLoadPlugin(t, rt, "trap", nil)
-	for i := 0; i < 2; i++ {
-		resp, err := handle(t, trap, HTTPRequest("GET", "/trap/panic", "", nil))
-		if err != nil || resp.Status != 500 || !bytes.Equal(resp.Body, []byte("internal server error\n")) {
-			t.Fatalf("panic: %v %d %q", err, resp.Status, resp.Body)
-		}
+	// status 0: the call must fail with error is; otherwise it must answer
+	// status with body. Handler panics are the SDK's to contain: a 500, and
+	// the instance stays usable.
+	cases := []struct {
+		plugin, path, query string
+		is                  error
+		status              uint32
+		body                string
+	}{
+		{"trap", "/trap/panic", "", nil, 500, "internal server error\n"},
+		{"trap", "/trap/nil", "", nil, 500, "internal server error\n"},
+		{"trap", "/trap/", "", engine.ErrTrap, 0, ""},
+		{"trap", "/trap/goroutine", "", engine.ErrTrap, 0, ""},
+		{"trap", "/trap/exit", "", engine.ErrTrap, 0, ""},
+		{"trap", "/trap/panic", "", nil, 500, "internal server error\n"},
+		{"badptr", "/badptr/ok", "", nil, 200, "ok\n"},
+		{"badptr", "/badptr/in", "", engine.ErrTrap, 0, ""},
+		{"badptr", "/badptr/out", "", engine.ErrTrap, 0, ""},
+		{"badptr", "/badptr/result", "", engine.ErrTrap, 0, ""},
+		{"badresp", "/badresp/", "", nil, 200, "ok\n"},
+		{"badresp", "/badresp/oob", "", engine.ErrTrap, 0, ""},
+		{"badalloc", "/badalloc/", "", engine.ErrTrap, 0, ""},
+		{"spin", "/spin/ready", "", nil, 200, "ready\n"},
+		{"spin", "/spin/", "", engine.ErrInterrupted, 0, ""},
+		{"spin", "/spin/ready", "", nil, 200, "ready\n"},
+		{"membomb", "/membomb/", "mb=2", nil, 200, "holding 2 MiB\n"},
+		{"membomb", "/membomb/", "", engine.ErrTrap, 0, ""},
+		{"bigresp", "/bigresp/", "bytes=1000", nil, 200, strings.Repeat("x", 1000)},
+		{"bigresp", "/bigresp/", "bytes=2000000", engine.ErrResponseTooLarge, 0, ""},
+		{"slow", "/slow/", "ms=10", nil, 200, "slept 10 ms\n"},
 	}
-	slow := mustLoadPlugin(t, rt, "slow", nil)
-	resp, err := handle(t, slow, HTTPRequest("GET", "/slow/", "ms=10", nil))
-	if err != nil || resp.Status != 200 || string(resp.Body) != "slept 10 ms\n" {
-		t.Fatalf("slow: %v %d %q", err, resp.Status, resp.Body)
+	for _, c := range cases {
+		t.Run(c.plugin+c.path+"?"+c.query, func(t *testing.T) {
+			resp, err := handle(t, plugin(c.plugin), HTTPRequest("GET", c.path, c.query, nil))
+			if c.status == 0 {
+				if !errors.Is(err, c.is) {
+					t.Fatalf("got %v (status %d), want error %v", err, resp.Status, c.is)
+				}
+				t.Logf("contained: %v", err)
+				return
+			}
+			if err != nil || resp.Status != c.status || string(resp.Body) != c.body {
+				t.Fatalf("got %v %d %q, want %d %q", err, resp.Status, resp.Body, c.status, c.body)
+			}
+		})
+	}
+	if r, ok := logs.find("wasmcorn: handler panicked"); !ok || !strings.Contains(attrOf(r, "stack"), "main.handle") ||
+		attrOf(r, "request_id") != "host-req-1" {
+		t.Errorf("handler panic not logged with its stack and request id (found %v)", ok)
+	}
+
+	// Malformed responses reach the caller as bytes; decoding refuses them
+	// with the class the ABI vectors use.
+	badresp := plugin("badresp")
+	for _, c := range []struct{ path, class string }{
+		{"/badresp/garbage", abitest.ErrClassTruncated},
+		{"/badresp/status", abitest.ErrClassInvalid},
+		{"/badresp/trailing", abitest.ErrClassTrailing},
+	} {
+		out, err := badresp.Handle(ctx, HTTPRequest("GET", c.path, "", nil), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.path, err)
+		}
+		var resp abi.Response
+		if got := abitest.ErrorClass(abi.DecodeResponse(out, &resp)); got != c.class {
+			t.Errorf("%s: decode error class %q, want %q", c.path, got, c.class)
+		}
 	}
 }
 
@@ -307,4 +355,24 @@ func runPython(t *testing.T, engineName string) {
 	if err != nil || resp.Status != 200 || json.Unmarshal(resp.Body, &g) != nil || g["hello"] != "ann" || g["lang"] != "fr" {
 		t.Fatalf("py-hello greet: %v %d %q", err, resp.Status, resp.Body)
 	}
+}
+
+// BenchPlugin measures one request through host.Plugin.Handle on
+// plugins/<name> (built on demand): the pool, the engine call, the SDK's
+// request/response conversion and the handler.
+func BenchPlugin(b *testing.B, engineName, name string, req []byte, enforced bool) {
+	if testing.Short() {
+		b.Skip("builds Wasm plugins; skipped with -short")
+	}
+	rt := NewRuntime(b, engineName, PluginCacheDir(b), slog.New(&logBuffer{}))
+	p, err := LoadPlugin(b, rt, name, func(s *host.PluginSpec) { s.Limits.DeadlineEnforced = enforced })
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := make([]byte, 0, 64<<10)
+	Loop(b, func() {
+		if out, err = p.Handle(context.Background(), req, out); err != nil {
+			b.Fatal(err)
+		}
+	})
 }
