@@ -13,7 +13,7 @@
 # unless one of its Go files has the line //wasmcorn:command (a plain WASI
 # command). Builds are incremental: a plugin is rebuilt when its own files,
 # the SDK (sdk-go/) or the abi package change. The flags match
-# internal/testplugins, which builds the same plugins on demand for tests.
+# internal/pluginbuild, which builds the same plugins on demand for tests.
 
 PLUGINS_DIR ?= plugins
 PLUGIN_GO ?= go

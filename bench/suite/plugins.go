@@ -13,13 +13,13 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/wasmcorn/wasmcorn/internal/testplugins"
+	"github.com/wasmcorn/wasmcorn/internal/pluginbuild"
 )
 
 // The bench's own plugins live in bench/plugins/NAME: Go plugins (a go.mod)
 // and Python plugins (an app.py). They are built on demand from the
 // repository and cached under the user cache directory, keyed by a hash of
-// every input, like internal/testplugins does for plugins/.
+// every input, like internal/pluginbuild does for plugins/.
 
 // pythonBuildTool and pythonRuntime are sdk-python's plugin builder and the
 // CPython runtime it links (make python-runtime builds it).
@@ -37,7 +37,7 @@ var benchBuildMu sync.Mutex
 func benchPlugin(ctx context.Context, name string) (string, error) {
 	benchBuildMu.Lock()
 	defer benchBuildMu.Unlock()
-	root, err := testplugins.RepoRoot()
+	root, err := pluginbuild.RepoRoot()
 	if err != nil {
 		return "", skipf("plugin %s: not in the repository (%v)", name, err)
 	}
@@ -83,7 +83,7 @@ func benchPlugin(ctx context.Context, name string) (string, error) {
 	} else {
 		cmd = exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-o", tmp, ".")
 		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOWORK=off", "GOFLAGS="+testplugins.GoFlags)
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOWORK=off", "GOFLAGS="+pluginbuild.GoFlags)
 	}
 	if b, err := cmd.CombinedOutput(); err != nil {
 		os.Remove(tmp)

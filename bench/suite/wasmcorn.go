@@ -18,7 +18,7 @@ import (
 
 	"github.com/wasmcorn/wasmcorn/bench/internal/proc"
 	"github.com/wasmcorn/wasmcorn/bench/workload"
-	"github.com/wasmcorn/wasmcorn/internal/testplugins"
+	"github.com/wasmcorn/wasmcorn/internal/pluginbuild"
 )
 
 // WasmcornOptions configures the wasmcorn target.
@@ -106,7 +106,7 @@ func findWasmcorn(ctx context.Context, given string) (string, error) {
 	if exe, err := os.Executable(); err == nil && filepath.Base(exe) == "wasmcorn" {
 		return exe, nil
 	}
-	root, err := testplugins.RepoRoot()
+	root, err := pluginbuild.RepoRoot()
 	if err != nil {
 		return "", fmt.Errorf("no wasmcorn binary given and not in the repository: %w", err)
 	}
@@ -163,9 +163,9 @@ func (t *wasmcornTarget) pluginFile(ctx context.Context, name string) (string, e
 		}
 		return "", err
 	}
-	if p, err := testplugins.Compile(name); err == nil {
+	if p, err := pluginbuild.Compile(name); err == nil {
 		return p, nil
-	} else if !errors.Is(err, testplugins.ErrUnknownPlugin) && !strings.Contains(err.Error(), "no go.mod") {
+	} else if !errors.Is(err, pluginbuild.ErrUnknownPlugin) && !strings.Contains(err.Error(), "no go.mod") {
 		return "", err
 	}
 	p := filepath.Join(t.pluginsDir, name+".wasm")

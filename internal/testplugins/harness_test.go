@@ -13,6 +13,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasmcorn/wasmcorn/abi"
+	"github.com/wasmcorn/wasmcorn/internal/pluginbuild"
 )
 
 // miniHost is a minimal, independent implementation of the host side of
@@ -41,7 +42,7 @@ type logEntry struct {
 // compileCache keeps compiled plugins on disk next to the built ones, so
 // repeated test runs skip wazero's compilation (seconds per plugin).
 var compileCache = sync.OnceValue(func() wazero.CompilationCache {
-	if dir, err := cacheDir(); err == nil {
+	if dir, err := pluginbuild.CacheDir(); err == nil {
 		if c, err := wazero.NewCompilationCacheWithDir(filepath.Join(dir, "wazero")); err == nil {
 			return c
 		}

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package testplugins
+package pluginbuild
 
 // lockFile is a no-op where flock is unavailable: concurrent processes may
 // then build the same plugin twice, which the atomic rename keeps correct.

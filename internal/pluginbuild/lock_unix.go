@@ -1,6 +1,6 @@
 //go:build unix
 
-package testplugins
+package pluginbuild
 
 import (
 	"os"
