@@ -33,6 +33,13 @@ const (
 	ExportJob = "wasmcorn_job"
 	// ExportInitialize is the WASI reactor initializer, run once per instance.
 	ExportInitialize = "_initialize"
+	// ExportInterruptStores is optional, `() -> i32`: the address of the
+	// guest's interrupt table (u32 count, then count pairs of u32 address,
+	// u32 value). At a call's deadline the host performs those stores so
+	// the guest stops the call by itself (ABI.md, "Soft deadlines").
+	ExportInterruptStores = "wasmcorn_interrupt_stores"
+	// MaxInterruptStores bounds the interrupt table's count.
+	MaxInterruptStores = 8
 )
 
 // Host imports, all in module ImportModule.

@@ -251,8 +251,10 @@ func (pl *pool) call(ctx context.Context, export string, reqID []byte, msg []byt
 	in.call.reqID = reqID
 	pl.wd.arm(in, deadline)
 	resp, err := in.inst.Call(&in.cctx, export, msg, pl.limits.MaxResponseBytes)
-	expired := pl.wd.disarm(in)
+	expired, killed := pl.wd.disarm(in)
 	if err == nil {
+		// After a soft stop the guest answered by itself (the Python SDK
+		// with a 504) and the instance stays in the pool.
 		out = append(out[:0], resp...)
 	} else if expired && !errors.Is(err, engine.ErrInterrupted) {
 		// A host call saw the deadline and the guest gave up: still a timeout.
@@ -261,11 +263,16 @@ func (pl *pool) call(ctx context.Context, export string, reqID []byte, msg []byt
 	in.call.End()
 	in.cctx.setParent(nil)
 	pl.busy.Add(-1)
-	broken := expired // an interrupted instance is never reused
+	broken := killed // a hard-stopped instance is never reused
+	if expired {
+		pl.timeouts.Add(1)
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, engine.ErrInterrupted):
-			pl.timeouts.Add(1)
+			if !expired {
+				pl.timeouts.Add(1)
+			}
 			broken = true
 		case errors.Is(err, engine.ErrTrap):
 			pl.traps.Add(1)

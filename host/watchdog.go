@@ -5,11 +5,23 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wasmcorn/wasmcorn/host/engine"
 )
 
 // watchdogTick is how often the watchdog looks at running calls; a deadline
 // fires at most one tick late.
 const watchdogTick = 5 * time.Millisecond
+
+// softGrace is how long a guest that was asked to stop by itself (a soft
+// deadline, ABI.md "Soft deadlines") has before the hard stop. A variable
+// so tests can shorten it.
+var softGrace = time.Second
+
+// softStopper is implemented by engine instances whose guest can stop a call
+// by itself: SoftInterrupt performs the guest's interrupt stores and reports
+// false when the guest has none (then the call is stopped hard at once).
+type softStopper interface{ SoftInterrupt() bool }
 
 // watchdog enforces call deadlines for every instance of a Runtime with one
 // goroutine. Arming a deadline is two atomic stores on the instance, so the
@@ -58,12 +70,13 @@ func (w *watchdog) arm(in *instance, deadline time.Time) {
 	}
 }
 
-// disarm ends the call's deadline and reports whether it had expired (the
-// instance was interrupted and must not be reused).
-func (w *watchdog) disarm(in *instance) (expired bool) {
-	expired = in.cctx.disarm()
+// disarm ends the call's deadline and reports whether it had expired and
+// whether the instance was stopped hard (it must then not be reused; after
+// a soft stop alone it may be).
+func (w *watchdog) disarm(in *instance) (expired, killed bool) {
+	expired, killed = in.cctx.disarm()
 	w.running.Add(-1)
-	return expired
+	return expired, killed
 }
 
 func (w *watchdog) close() {
@@ -103,7 +116,7 @@ func (w *watchdog) run() {
 		}
 		w.mu.Unlock()
 		for _, h := range expired {
-			h.in.cctx.expire(h.seq, h.in.inst.Interrupt)
+			h.in.cctx.expire(h.seq, now, h.in.inst)
 		}
 	}
 }
@@ -120,13 +133,17 @@ type callCtx struct {
 	mu      sync.Mutex
 	done    chan struct{}
 	expired bool
-	ended   bool // the call returned: Done is closed, Err is Canceled
+	hardAt  int64 // unix nanos of the hard stop after a soft one; 0 if none
+	killed  bool  // the guest was stopped hard (Interrupt)
+	ended   bool  // the call returned: Done is closed, Err is Canceled
 }
 
 func (c *callCtx) arm(d time.Time) {
 	c.mu.Lock()
 	c.done = nil
 	c.expired = false
+	c.hardAt = 0
+	c.killed = false
 	c.ended = false
 	c.seq.Add(1)
 	c.deadline.Store(d.UnixNano())
@@ -137,33 +154,44 @@ func (c *callCtx) arm(d time.Time) {
 // closed (like a request context cancelled when the handler returns), so a
 // goroutine a backend left waiting on it is released rather than stranded
 // on a context that is about to be reused.
-func (c *callCtx) disarm() (expired bool) {
+func (c *callCtx) disarm() (expired, killed bool) {
 	c.mu.Lock()
 	c.deadline.Store(0)
-	expired = c.expired
+	expired, killed = c.expired, c.killed
 	if c.done != nil && !expired {
 		close(c.done)
 	}
 	c.done = closedChan
 	c.ended = true
 	c.mu.Unlock()
-	return expired
+	return expired, killed
 }
 
-// expire ends call number seq if it is still running: Done closes and
-// interrupt stops the guest. Holding mu orders it against disarm, so an
-// interrupt can never reach the instance's next call.
-func (c *callCtx) expire(seq uint64, interrupt func()) {
+// expire ends call number seq if it is still running. At the deadline Done
+// closes and the guest is asked to stop by itself when it can (a soft stop:
+// its interrupt stores); otherwise, or softGrace later if it is still
+// running, it is stopped hard (Interrupt). Holding mu orders this against
+// disarm, so an interrupt can never reach the instance's next call.
+func (c *callCtx) expire(seq uint64, now int64, inst engine.Instance) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.expired || c.seq.Load() != seq || c.deadline.Load() == 0 {
+	if c.killed || c.seq.Load() != seq || c.deadline.Load() == 0 {
 		return
 	}
-	c.expired = true
-	if c.done != nil {
-		close(c.done)
+	if !c.expired {
+		c.expired = true
+		if c.done != nil {
+			close(c.done)
+		}
+		if s, ok := inst.(softStopper); ok && s.SoftInterrupt() {
+			c.hardAt = now + int64(softGrace)
+			return
+		}
+	} else if now < c.hardAt {
+		return
 	}
-	interrupt()
+	c.killed = true
+	inst.Interrupt()
 }
 
 func (c *callCtx) Deadline() (time.Time, bool) {

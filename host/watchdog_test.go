@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/wasmcorn/wasmcorn/host/engine"
 )
 
 // TestCallContextContract: once a call ends, its context reports Done with
@@ -32,5 +34,70 @@ func TestCallContextContract(t *testing.T) {
 	c.arm(time.Now().Add(time.Hour))
 	if c.Err() != nil {
 		t.Fatalf("Err at the start of the next call = %v", c.Err())
+	}
+}
+
+// stopRecorder is an engine instance that records how it was stopped.
+type stopRecorder struct {
+	engine.Instance
+	soft        bool // has an interrupt table
+	softs, hard int
+}
+
+func (s *stopRecorder) SoftInterrupt() bool {
+	if s.soft {
+		s.softs++
+	}
+	return s.soft
+}
+func (s *stopRecorder) Interrupt() { s.hard++ }
+
+// TestExpirePhases: a guest with an interrupt table is asked to stop by
+// itself at the deadline and stopped hard softGrace later if still running;
+// a guest without one is stopped hard at once; a late expiry never reaches
+// the next call.
+func TestExpirePhases(t *testing.T) {
+	now := time.Now().UnixNano()
+	var c callCtx
+	in := &stopRecorder{soft: true}
+	c.arm(time.Now())
+	seq := c.seq.Load()
+	done := c.Done()
+	c.expire(seq, now, in)
+	<-done // the deadline cancels host calls at the soft stop already
+	c.expire(seq, now+int64(softGrace)/2, in)
+	if in.softs != 1 || in.hard != 0 {
+		t.Fatalf("within the grace: %d soft, %d hard stops", in.softs, in.hard)
+	}
+	c.expire(seq, now+int64(softGrace), in)
+	c.expire(seq, now+2*int64(softGrace), in)
+	if in.softs != 1 || in.hard != 1 {
+		t.Fatalf("after the grace: %d soft, %d hard stops", in.softs, in.hard)
+	}
+	if expired, killed := c.disarm(); !expired || !killed {
+		t.Fatalf("disarm = %v, %v; want expired and killed", expired, killed)
+	}
+
+	// The guest stops by itself: expired, not killed (the instance is kept).
+	c.arm(time.Now())
+	in2 := &stopRecorder{soft: true}
+	c.expire(c.seq.Load(), now, in2)
+	if expired, killed := c.disarm(); !expired || killed {
+		t.Fatalf("soft stop: disarm = %v, %v; want expired, not killed", expired, killed)
+	}
+	// A late expiry of that call does nothing to the next one.
+	c.arm(time.Now())
+	c.expire(c.seq.Load()-1, now+2*int64(softGrace), in2)
+	if in2.softs != 1 || in2.hard != 0 {
+		t.Fatalf("late expiry reached the next call: %d soft, %d hard", in2.softs, in2.hard)
+	}
+	c.disarm()
+
+	// No interrupt table: stopped hard at the deadline.
+	c.arm(time.Now())
+	in3 := &stopRecorder{}
+	c.expire(c.seq.Load(), now, in3)
+	if expired, killed := c.disarm(); !expired || !killed || in3.hard != 1 {
+		t.Fatalf("no table: disarm = %v, %v, %d hard stops", expired, killed, in3.hard)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -238,8 +239,9 @@ var (
 		abi.ExportHandle:  {[]api.ValueType{i32, i32}, []api.ValueType{i64}},
 	}
 	optionalExports = map[string]sig{
-		abi.ExportJob:        {[]api.ValueType{i32, i32}, []api.ValueType{i64}},
-		abi.ExportInitialize: {nil, nil},
+		abi.ExportJob:             {[]api.ValueType{i32, i32}, []api.ValueType{i64}},
+		abi.ExportInitialize:      {nil, nil},
+		abi.ExportInterruptStores: {nil, []api.ValueType{i32}},
 	}
 )
 
@@ -402,7 +404,37 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 		return nil, fmt.Errorf("plugin %q: %w: plugin speaks wasmcorn ABI version %d; this host implements version %d",
 			m.name, engine.ErrABIVersion, got, abi.Version)
 	}
+	if f := mod.ExportedFunction(abi.ExportInterruptStores); f != nil {
+		res, err := f.Call(&in.ectx)
+		if err == nil {
+			in.stores, err = readStores(in.mem, uint32(res[0]))
+		}
+		if err != nil {
+			_ = mod.Close(ctx)
+			return nil, fmt.Errorf("plugin %q: %w: %s: %v", m.name, engine.ErrInit, abi.ExportInterruptStores, err)
+		}
+	}
 	return in, nil
+}
+
+// readStores reads and checks the guest's interrupt table once per
+// instance: every address must be 4-aligned and inside memory now (memory
+// never shrinks, so it stays inside).
+func readStores(mem api.Memory, ptr uint32) ([][2]uint32, error) {
+	n, ok := mem.ReadUint32Le(ptr)
+	if !ok || n == 0 || n > abi.MaxInterruptStores {
+		return nil, fmt.Errorf("interrupt table at %#x: bad count %d (1..%d)", ptr, n, abi.MaxInterruptStores)
+	}
+	out := make([][2]uint32, n)
+	for i := range out {
+		a, ok1 := mem.ReadUint32Le(ptr + 4 + 8*uint32(i))
+		v, ok2 := mem.ReadUint32Le(ptr + 8 + 8*uint32(i))
+		if !ok1 || !ok2 || a%4 != 0 || uint64(a)+4 > uint64(mem.Size()) {
+			return nil, fmt.Errorf("interrupt table at %#x: entry %d (address %#x) unaligned or outside memory", ptr, i, a)
+		}
+		out[i] = [2]uint32{a, v}
+	}
+	return out, nil
 }
 
 // InitTimeout bounds a guest's _initialize when ctx has no earlier deadline.
@@ -463,6 +495,7 @@ type instance struct {
 	pending     bool
 	interrupted atomic.Bool
 	closeOnce   sync.Once
+	stores      [][2]uint32 // the guest's interrupt table, nil without one
 }
 
 func execOf(ctx context.Context) *instance {
@@ -486,6 +519,25 @@ func (in *instance) Interrupt() {
 	}
 	// Guarded modules stop through the context's Done channel, which the
 	// caller's watchdog closes.
+}
+
+// SoftInterrupt asks the running call to stop by itself, by performing the
+// guest's interrupt stores (ABI.md, "Soft deadlines"). It returns false when
+// the guest has no interrupt table. Each store is an atomic aligned 32-bit
+// store; linear memory is mapped once and never moves, so the addresses
+// checked at instantiation stay valid while the guest runs.
+func (in *instance) SoftInterrupt() bool {
+	if len(in.stores) == 0 || in.interrupted.Load() {
+		return false
+	}
+	for _, s := range in.stores {
+		b, ok := in.mem.Read(s[0], 4)
+		if !ok {
+			return false
+		}
+		atomic.StoreUint32((*uint32)(unsafe.Pointer(&b[0])), s[1])
+	}
+	return true
 }
 
 func (in *instance) Close(ctx context.Context) error {
