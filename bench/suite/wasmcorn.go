@@ -202,7 +202,7 @@ cache_namespace = "bench"
 
 [[jobs]]
 queue = "bench"
-concurrency = 4
+concurrency = 64
 {{end}}{{define "pybench"}}[[routes]]
 path = "/json"
 methods = ["GET"]

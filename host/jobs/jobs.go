@@ -175,7 +175,10 @@ type QueueStats struct {
 // Executor runs one job in a plugin. *host.Plugin implements it.
 //
 // RunJob returns the guest's verdict. An error means the job could not be
-// run to a verdict (trap, deadline, no free instance) and counts as a retry.
+// run to a verdict (trap, deadline) and counts as a retry, except an error
+// wrapping engine.ErrPoolExhausted or engine.ErrPoolClosed (no instance was
+// free, the plugin is being replaced): the job did not start, so it is
+// released without counting an attempt.
 // The returned result must not alias memory that is reused after RunJob
 // returns (guest memory): its Error is read afterwards.
 type Executor interface {

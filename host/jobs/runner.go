@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wasmcorn/wasmcorn/abi"
+	"github.com/wasmcorn/wasmcorn/host/engine"
 	"github.com/wasmcorn/wasmcorn/internal/metrics"
 )
 
@@ -451,8 +452,11 @@ func (r *Runner) run(q *queueRunner, st *queueState, j *Job) {
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	cancel()
 	freeSlot()
-	if err != nil && r.hardCtx.Err() != nil {
-		r.release(q, j) // shutdown cut it short: not the job's fault
+	if err != nil && (r.hardCtx.Err() != nil || notRun(err)) {
+		// Shutdown cut it short, or the plugin had no instance for it (all
+		// busy serving requests, or draining for a reload): not the job's
+		// fault, so the delivery does not count as an attempt.
+		r.release(q, j)
 		return
 	}
 	switch {
@@ -471,6 +475,12 @@ func (r *Runner) run(q *queueRunner, st *queueState, j *Job) {
 	default:
 		r.retry(q, j, maxAttempts, fmt.Sprintf("handler returned unknown status %d", res.Status))
 	}
+}
+
+// notRun reports whether an executor error means the job never started:
+// its plugin had no free instance within the pool's wait, or was closing.
+func notRun(err error) bool {
+	return errors.Is(err, engine.ErrPoolExhausted) || errors.Is(err, engine.ErrPoolClosed)
 }
 
 // runSafely calls ex, turning a panic into an error so a buggy executor
