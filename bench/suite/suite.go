@@ -30,11 +30,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/wasmcorn/wasmcorn/bench/classic"
 	"github.com/wasmcorn/wasmcorn/bench/internal/proc"
-	"github.com/wasmcorn/wasmcorn/bench/internal/services"
 	"github.com/wasmcorn/wasmcorn/bench/loadgen"
 	"github.com/wasmcorn/wasmcorn/bench/workload"
+	"github.com/wasmcorn/wasmcorn/internal/testsvc"
 )
 
 // Options configures a run. The zero value of each field is a documented
@@ -326,6 +328,19 @@ func buildTargets(ctx context.Context, opts *Options, rep *Report) ([]Target, er
 	return ts, nil
 }
 
+// mariadbArgs size the throwaway MariaDB for a benchmark rather than for a
+// fast test start: a buffer pool that holds the data, enough connections
+// for the classic stacks.
+var mariadbArgs = []string{
+	"--innodb-buffer-pool-size=128M",
+	"--innodb-log-file-size=48M",
+	"--max-connections=4000",
+}
+
+func redisClient(r *testsvc.RedisServer) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: r.Addr()})
+}
+
 func startServices(ctx context.Context, env *Env, rep *Report, needDB, needRedis bool, progress io.Writer) (stop func(), err error) {
 	var stops []func()
 	stop = func() {
@@ -335,25 +350,30 @@ func startServices(ctx context.Context, env *Env, rep *Report, needDB, needRedis
 	}
 	if needDB {
 		fmt.Fprintln(progress, "starting a throwaway MariaDB ...")
-		m, err := services.StartMariaDB(ctx, filepath.Join(env.Dir, "mariadb"))
+		m, err := testsvc.StartMariaDBServer(ctx, testsvc.MariaDBOptions{Args: mariadbArgs})
+		if err == nil {
+			if err = m.Exec(ctx, "CREATE DATABASE IF NOT EXISTS bench"); err != nil {
+				m.Close()
+			}
+		}
 		if err != nil {
 			rep.Notes = append(rep.Notes, "MariaDB scenarios not measured: "+err.Error())
 		} else {
 			env.MariaDB = m
-			stops = append(stops, func() { _ = m.Stop() })
+			stops = append(stops, func() { _ = m.Close() })
 			if v, err := m.Version(ctx); err == nil {
 				rep.Versions["mariadb"] = v
 			}
 		}
 	}
 	if needRedis {
-		r, err := services.StartRedis(ctx, filepath.Join(env.Dir, "redis"))
+		r, err := testsvc.StartRedisServer(ctx, testsvc.RedisOptions{Args: []string{"--maxclients", "10000"}})
 		if err != nil {
 			rep.Notes = append(rep.Notes, "Redis scenarios not measured: "+err.Error())
 		} else {
 			env.Redis = r
-			stops = append(stops, func() { _ = r.Stop() })
-			c := r.Client()
+			stops = append(stops, func() { _ = r.Close() })
+			c := redisClient(r)
 			if info, err := c.Info(ctx, "server").Result(); err == nil {
 				for _, line := range strings.Split(info, "\n") {
 					if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
@@ -386,7 +406,7 @@ func seed(ctx context.Context, env *Env, targets []Target) error {
 }
 
 func seedRedis(ctx context.Context, env *Env, targets []Target) error {
-	c := env.Redis.Client()
+	c := redisClient(env.Redis)
 	defer c.Close()
 	pipe := c.Pipeline()
 	for _, t := range targets {
@@ -402,7 +422,7 @@ func seedRedis(ctx context.Context, env *Env, targets []Target) error {
 }
 
 func resetRedis(ctx context.Context, env *Env, targets []Target) error {
-	c := env.Redis.Client()
+	c := redisClient(env.Redis)
 	err := c.FlushAll(ctx).Err()
 	c.Close()
 	if err != nil {
@@ -517,7 +537,7 @@ func measure(ctx context.Context, env *Env, opts *Options, sc *Scenario, t Targe
 			}
 		}
 		if env.MariaDB != nil {
-			if n, err := env.MariaDB.Connections(ctx); err == nil {
+			if n, err := env.MariaDB.GlobalStatus(ctx, "Connections"); err == nil {
 				connsBefore = n
 			}
 		}
@@ -573,7 +593,7 @@ func measure(ctx context.Context, env *Env, opts *Options, sc *Scenario, t Targe
 		}
 	}
 	if env.MariaDB != nil && connsBefore >= 0 {
-		if n, err := env.MariaDB.Connections(ctx); err == nil {
+		if n, err := env.MariaDB.GlobalStatus(ctx, "Connections"); err == nil {
 			m.NewMySQLConns = n - connsBefore
 		}
 	}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/wasmcorn/wasmcorn/bench/classic"
 	"github.com/wasmcorn/wasmcorn/bench/internal/proc"
-	"github.com/wasmcorn/wasmcorn/bench/internal/services"
 	"github.com/wasmcorn/wasmcorn/bench/workload"
+	"github.com/wasmcorn/wasmcorn/internal/testsvc"
 )
 
 // Env is what every target of one run shares: the working directory, the
@@ -23,8 +23,8 @@ import (
 type Env struct {
 	Dir       string
 	StaticDir string
-	MariaDB   *services.MariaDB
-	Redis     *services.Redis
+	MariaDB   *testsvc.MariaDBServer
+	Redis     *testsvc.RedisServer
 	Log       *slog.Logger
 }
 
@@ -227,7 +227,7 @@ func (t *classicTarget) Start(ctx context.Context, env *Env, sc *Scenario) (Inst
 	r, err := classic.Start(ctx, t.stack, classic.Options{
 		Dir:       filepath.Join(env.Dir, "classic", string(t.stack)+"-"+sc.Name),
 		StaticDir: env.StaticDir,
-		MySQLPort: env.MariaDB.Port,
+		MySQLPort: env.MariaDB.Port(),
 		RedisAddr: env.Redis.Addr(),
 		Cache:     sc.Cache,
 	})

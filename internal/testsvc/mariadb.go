@@ -13,26 +13,26 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 )
 
-// MariaDB is a throwaway mariadbd owned by one test: its own data directory,
-// socket and pid file in a temporary directory, listening on a free
+// MariaDBServer is a throwaway mariadbd: its own data directory, socket and
+// pid file in a directory it removes at Close, listening on a free
 // 127.0.0.1 port. The root user has an empty password over TCP. Database
-// `test` exists. Methods that change the server's state (Stop, Kill, Start)
-// must be called from the test's goroutine, like t.Fatal; DSN, Addr, DB and
-// Exec are safe from any goroutine.
-type MariaDB struct {
-	t    testing.TB
+// `test` exists. Its methods are safe for concurrent use, but Stop, Kill,
+// Pause, Resume and Start are meant to be called by one controlling
+// goroutine (a test's, or a benchmark's).
+type MariaDBServer struct {
 	dir  string // instance root: data/, mysqld.sock, mysqld.pid, error.log
 	port int
+	args []string // MariaDBOptions.Args
 
 	mu    sync.Mutex
 	cmd   *exec.Cmd
@@ -40,78 +40,99 @@ type MariaDB struct {
 	pools map[string]*sql.DB
 }
 
-// mariadbStartTimeout bounds how long a start may take before the test fails;
-// generous because a loaded CI machine can be slow. A normal start takes well
-// under a second.
+// MariaDBOptions configures StartMariaDBServer.
+type MariaDBOptions struct {
+	// Dir is where the server's directory is made; empty means the system
+	// temporary directory. Keep it short: the socket path must stay under
+	// 108 bytes.
+	Dir string
+	// Args are mariadbd options appended to this package's own at every
+	// start (a later option wins), e.g. a larger buffer pool and more
+	// connections for a benchmark. The data directory template is made
+	// without them.
+	Args []string
+}
+
+// ErrNotInstalled is wrapped by the start functions' error when a server
+// binary is missing (`scripts/deps.sh test` installs them).
+var ErrNotInstalled = errors.New("not installed (run `scripts/deps.sh test`)")
+
+// mariadbStartTimeout bounds how long a start may take; generous because a
+// loaded CI machine can be slow. A normal start takes well under a second.
 const mariadbStartTimeout = 60 * time.Second
 
-// StartMariaDB starts a throwaway MariaDB server for t and registers its
-// shutdown (and the removal of its files) with t.Cleanup. It calls t.Skip
-// when the MariaDB server binaries are not installed.
+// StartMariaDBServer starts a throwaway MariaDB server; the caller must
+// Close it. The error wraps ErrNotInstalled when the MariaDB server
+// binaries are not installed.
 //
 // The data directory is a copy of a template made once by
 // mariadb-install-db and cached under the user cache directory
 // (wasmcorn/testsvc/mariadb-<hash of version and options>), so a start costs
 // a 20 MB copy and the server's own boot instead of a bootstrap run.
-// Servers are independent: tests may start several in parallel.
-func StartMariaDB(t testing.TB) *MariaDB {
-	t.Helper()
+// Servers are independent: several may run in parallel.
+func StartMariaDBServer(ctx context.Context, opts MariaDBOptions) (_ *MariaDBServer, err error) {
 	bins, err := findMariaDB()
 	if err != nil {
-		t.Skipf("testsvc: %v; run `scripts/deps.sh test` to install mariadb-server", err)
+		return nil, err
 	}
 	tmpl, err := mariadbTemplate(bins)
 	if err != nil {
-		t.Fatalf("testsvc: %v", err)
+		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "wcmariadb-") // short: the socket path must stay under 108 bytes
+	dir, err := os.MkdirTemp(opts.Dir, "wcmariadb-") // short: see MariaDBOptions.Dir
 	if err != nil {
-		t.Fatalf("testsvc: %v", err)
+		return nil, err
 	}
-	m := &MariaDB{t: t, dir: dir, pools: map[string]*sql.DB{}}
-	t.Cleanup(m.cleanup)
+	m := &MariaDBServer{dir: dir, args: slices.Clone(opts.Args), pools: map[string]*sql.DB{}}
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
 	if err := copyDir(tmpl, filepath.Join(dir, "data")); err != nil {
-		t.Fatalf("testsvc: copy mariadb template: %v", err)
+		return nil, fmt.Errorf("copy mariadb template: %w", err)
 	}
 	// A free port may be taken between probing and binding: retry on a
 	// bind failure with a fresh port.
 	for attempt := 1; ; attempt++ {
 		if m.port, err = freePort(); err != nil {
-			t.Fatalf("testsvc: %v", err)
+			return nil, err
 		}
-		err = m.start(bins.server)
+		err = m.start(ctx, bins.server)
 		if err == nil {
 			break
 		}
 		if attempt < 5 && strings.Contains(tail(m.logPath(), 20), "Address already in use") {
 			continue
 		}
-		t.Fatalf("testsvc: %v", err)
+		return nil, err
 	}
-	m.Exec("CREATE DATABASE IF NOT EXISTS test")
-	return m
+	if err := m.Exec(ctx, "CREATE DATABASE IF NOT EXISTS test"); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // Port is the server's TCP port on 127.0.0.1.
-func (m *MariaDB) Port() int { return m.port }
+func (m *MariaDBServer) Port() int { return m.port }
 
 // Addr is "127.0.0.1:port".
-func (m *MariaDB) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(m.port)) }
+func (m *MariaDBServer) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(m.port)) }
 
 // DSN returns a go-sql-driver/mysql DSN for database db as root over TCP,
 // without parameters: "root@tcp(127.0.0.1:PORT)/db".
-func (m *MariaDB) DSN(db string) string {
+func (m *MariaDBServer) DSN(db string) string {
 	return fmt.Sprintf("root@tcp(%s)/%s", m.Addr(), db)
 }
 
 // DB returns a pool on database db (root, parseTime on), opened on first
-// use, shared by callers and closed at cleanup. The pool outlives Kill and
+// use, shared by callers and closed by Close. The pool outlives Kill and
 // Start: database/sql reconnects when the server is back.
-func (m *MariaDB) DB(db string) *sql.DB {
+func (m *MariaDBServer) DB(db string) (*sql.DB, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if p, ok := m.pools[db]; ok {
-		return p
+		return p, nil
 	}
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Net, cfg.Addr, cfg.DBName = "root", "tcp", m.Addr(), db
@@ -119,78 +140,95 @@ func (m *MariaDB) DB(db string) *sql.DB {
 	cfg.Timeout = 5 * time.Second
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil { // only a malformed config fails here
-		m.t.Fatalf("testsvc: mariadb connector: %v", err)
+		return nil, fmt.Errorf("mariadb connector: %w", err)
 	}
 	p := sql.OpenDB(conn)
 	p.SetMaxIdleConns(4)
 	m.pools[db] = p
-	return p
+	return p, nil
 }
 
 // Exec runs one statement as root with no default database (qualify table
-// names, e.g. "CREATE TABLE test.t (...)") and fails the test on error.
-func (m *MariaDB) Exec(query string, args ...any) {
-	m.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := m.DB("").ExecContext(ctx, query, args...); err != nil {
-		m.t.Fatalf("testsvc: mariadb exec %q: %v", query, err)
+// names, e.g. "CREATE TABLE test.t (...)").
+func (m *MariaDBServer) Exec(ctx context.Context, query string, args ...any) error {
+	db, err := m.DB("")
+	if err != nil {
+		return err
 	}
+	if _, err := db.ExecContext(ctx, query, args...); err != nil {
+		return fmt.Errorf("mariadb exec %q: %w", query, err)
+	}
+	return nil
 }
 
 // GlobalStatus returns the integer value of a global status variable, e.g.
 // "Connections" (connection attempts since the server started) or
-// "Threads_connected". It fails the test when the variable is missing.
-func (m *MariaDB) GlobalStatus(name string) int64 {
-	m.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// "Threads_connected". Reading it reuses an idle connection of the root
+// pool, so it does not itself count as a new connection.
+func (m *MariaDBServer) GlobalStatus(ctx context.Context, name string) (int64, error) {
+	db, err := m.DB("")
+	if err != nil {
+		return 0, err
+	}
 	var v int64
-	err := m.DB("").QueryRowContext(ctx,
+	err = db.QueryRowContext(ctx,
 		"SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = ?", name).Scan(&v)
 	if err != nil {
-		m.t.Fatalf("testsvc: mariadb global status %q: %v", name, err)
+		return 0, fmt.Errorf("mariadb global status %q: %w", name, err)
 	}
-	return v
+	return v, nil
+}
+
+// Version is the server's version string, e.g. "10.11.6-MariaDB-0+deb12u1".
+func (m *MariaDBServer) Version(ctx context.Context) (string, error) {
+	db, err := m.DB("")
+	if err != nil {
+		return "", err
+	}
+	var v string
+	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v); err != nil {
+		return "", fmt.Errorf("mariadb version: %w", err)
+	}
+	return v, nil
 }
 
 // Stop shuts the server down gracefully (SIGTERM) and waits for it to exit;
 // SIGKILL follows if it has not exited within a minute.
-func (m *MariaDB) Stop() {
-	m.t.Helper()
+func (m *MariaDBServer) Stop() error {
 	if err := m.signal(syscall.SIGTERM, time.Minute); err != nil {
-		m.t.Fatalf("testsvc: stop mariadb: %v", err)
+		return fmt.Errorf("stop mariadb: %w", err)
 	}
+	return nil
 }
 
 // Kill stops the server with SIGKILL, as a crash would, and waits for it to
 // exit. Established client connections see a reset.
-func (m *MariaDB) Kill() {
-	m.t.Helper()
+func (m *MariaDBServer) Kill() error {
 	if err := m.signal(syscall.SIGKILL, time.Minute); err != nil {
-		m.t.Fatalf("testsvc: kill mariadb: %v", err)
+		return fmt.Errorf("kill mariadb: %w", err)
 	}
+	return nil
 }
 
 // Pause freezes the server with SIGSTOP: connections stay open but nothing
 // answers, as with a network partition or a hung server. Resume undoes it;
-// cleanup resumes a paused server before stopping it.
-func (m *MariaDB) Pause() {
-	m.t.Helper()
+// Close resumes a paused server before stopping it.
+func (m *MariaDBServer) Pause() error {
 	if err := m.signalRunning(syscall.SIGSTOP); err != nil {
-		m.t.Fatalf("testsvc: pause mariadb: %v", err)
+		return fmt.Errorf("pause mariadb: %w", err)
 	}
+	return nil
 }
 
 // Resume continues a paused server (SIGCONT).
-func (m *MariaDB) Resume() {
-	m.t.Helper()
+func (m *MariaDBServer) Resume() error {
 	if err := m.signalRunning(syscall.SIGCONT); err != nil {
-		m.t.Fatalf("testsvc: resume mariadb: %v", err)
+		return fmt.Errorf("resume mariadb: %w", err)
 	}
+	return nil
 }
 
-func (m *MariaDB) signalRunning(sig syscall.Signal) error {
+func (m *MariaDBServer) signalRunning(sig syscall.Signal) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.cmd == nil {
@@ -210,18 +248,18 @@ func (m *MariaDB) signalRunning(sig syscall.Signal) error {
 // Start starts a stopped or killed server again on the same port with the
 // same data directory (InnoDB recovers after a Kill) and waits until it
 // accepts connections.
-func (m *MariaDB) Start() {
-	m.t.Helper()
+func (m *MariaDBServer) Start(ctx context.Context) error {
 	bins, err := findMariaDB()
 	if err != nil {
-		m.t.Fatalf("testsvc: %v", err)
+		return err
 	}
-	if err := m.start(bins.server); err != nil {
-		m.t.Fatalf("testsvc: restart mariadb: %v", err)
+	if err := m.start(ctx, bins.server); err != nil {
+		return fmt.Errorf("restart mariadb: %w", err)
 	}
+	return nil
 }
 
-func (m *MariaDB) logPath() string { return filepath.Join(m.dir, "error.log") }
+func (m *MariaDBServer) logPath() string { return filepath.Join(m.dir, "error.log") }
 
 // serverArgs are the options of every mariadbd this package runs, the
 // template's bootstrap included. They favour start-up speed and a small
@@ -249,7 +287,7 @@ func serverArgs() []string {
 	return args
 }
 
-func (m *MariaDB) start(server string) error {
+func (m *MariaDBServer) start(ctx context.Context, server string) error {
 	m.mu.Lock()
 	if m.done != nil {
 		select {
@@ -267,6 +305,7 @@ func (m *MariaDB) start(server string) error {
 		"--bind-address=127.0.0.1",
 		"--port="+strconv.Itoa(m.port),
 	)
+	args = append(args, m.args...)
 	cmd := exec.Command(server, args...)
 	cmd.SysProcAttr = childAttr()
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard // everything goes to error.log
@@ -290,11 +329,14 @@ func (m *MariaDB) start(server string) error {
 				m.port, cmd.ProcessState, tail(m.logPath(), 20))
 		default:
 		}
-		if err := m.ping(); err == nil {
+		if err := m.ping(ctx); err == nil {
 			return nil
-		} else if time.Now().After(deadline) {
+		} else if time.Now().After(deadline) || ctx.Err() != nil {
 			cmd.Process.Kill()
 			<-done
+			if ctx.Err() != nil {
+				return fmt.Errorf("mariadbd on port %d not ready: %w", m.port, ctx.Err())
+			}
 			return fmt.Errorf("mariadbd on port %d not ready after %s: %v; log tail:\n%s",
 				m.port, mariadbStartTimeout, err, tail(m.logPath(), 20))
 		}
@@ -305,20 +347,24 @@ func (m *MariaDB) start(server string) error {
 // ping reports whether the server accepts a TCP connection and answers a
 // query. The plain dial first keeps the driver from logging while the port
 // is still closed.
-func (m *MariaDB) ping() error {
+func (m *MariaDBServer) ping(ctx context.Context) error {
 	c, err := net.DialTimeout("tcp", m.Addr(), time.Second)
 	if err != nil {
 		return err
 	}
 	c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	db, err := m.DB("")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	return m.DB("").PingContext(ctx)
+	return db.PingContext(ctx)
 }
 
 // signal sends sig to a running server and waits up to wait for it to exit,
 // escalating to SIGKILL after that.
-func (m *MariaDB) signal(sig syscall.Signal, wait time.Duration) error {
+func (m *MariaDBServer) signal(sig syscall.Signal, wait time.Duration) error {
 	m.mu.Lock()
 	cmd, done := m.cmd, m.done
 	m.mu.Unlock()
@@ -343,7 +389,10 @@ func (m *MariaDB) signal(sig syscall.Signal, wait time.Duration) error {
 	}
 }
 
-func (m *MariaDB) cleanup() {
+// Close kills the server if it runs (test data is disposable: no graceful
+// shutdown), closes the pools and removes the server's files. It returns
+// the error of the removal.
+func (m *MariaDBServer) Close() error {
 	m.mu.Lock()
 	for _, p := range m.pools {
 		p.Close()
@@ -361,7 +410,7 @@ func (m *MariaDB) cleanup() {
 			<-done
 		}
 	}
-	os.RemoveAll(m.dir)
+	return os.RemoveAll(m.dir)
 }
 
 type mariadbBins struct {
@@ -381,7 +430,7 @@ func findMariaDB() (mariadbBins, error) {
 				return p, nil
 			}
 		}
-		return "", fmt.Errorf("%s not found", name)
+		return "", fmt.Errorf("%s: %w", name, ErrNotInstalled)
 	}
 	var b mariadbBins
 	var err error

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -95,10 +96,10 @@ func TestMariaDBParallelAndCleanup(t *testing.T) {
 			t.Run("server", func(t *testing.T) {
 				t.Parallel()
 				m := StartMariaDB(t)
-				dirs[i], ports[i] = m.dir, m.Port()
+				dirs[i], ports[i] = m.s.dir, m.Port()
 				// Each server has its own data: a table made here is absent on the other.
 				m.Exec("CREATE TABLE test.only_here (id INT)")
-				if _, err := os.Stat(filepath.Join(m.dir, "data", "test", "only_here.frm")); err != nil {
+				if _, err := os.Stat(filepath.Join(m.s.dir, "data", "test", "only_here.frm")); err != nil {
 					t.Fatalf("table file not in this server's data dir: %v", err)
 				}
 			})
@@ -116,5 +117,56 @@ func TestMariaDBParallelAndCleanup(t *testing.T) {
 			c.Close()
 			t.Errorf("port %d still open after cleanup", ports[i])
 		}
+	}
+}
+
+// TestMariaDBServerOptions checks the core the benchmark suite uses: extra
+// server options apply, Version answers, reading the Connections counter
+// does not itself open connections, and Close removes the files.
+func TestMariaDBServerOptions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a MariaDB server")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	parent := t.TempDir()
+	m, err := StartMariaDBServer(ctx, MariaDBOptions{Dir: parent, Args: []string{"--max-connections=4000"}})
+	if errors.Is(err, ErrNotInstalled) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := m.dir
+	if filepath.Dir(dir) != parent {
+		t.Errorf("server directory %s not under %s", dir, parent)
+	}
+	db, err := m.DB("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var maxConns int
+	if err := db.QueryRowContext(ctx, "SELECT @@max_connections").Scan(&maxConns); err != nil || maxConns != 4000 {
+		t.Errorf("max_connections = %d (%v), want 4000 from MariaDBOptions.Args", maxConns, err)
+	}
+	if v, err := m.Version(ctx); err != nil || !strings.Contains(v, "MariaDB") {
+		t.Errorf("Version = %q, %v", v, err)
+	}
+	before, err := m.GlobalStatus(ctx, "Connections")
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := m.GlobalStatus(ctx, "Connections")
+	if err != nil || after != before {
+		t.Errorf("Connections %d then %d (%v): reading the counter opened a connection", before, after, err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s not removed by Close: %v", dir, err)
+	}
+	if err := m.Close(); err != nil { // a second Close is harmless
+		t.Errorf("second Close: %v", err)
 	}
 }

@@ -2,101 +2,123 @@ package testsvc
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
 // redisStartTimeout bounds how long a start waits for PING to answer.
 const redisStartTimeout = 15 * time.Second
 
-// Redis is a throwaway redis-server for one test: no persistence, bound to
-// 127.0.0.1 on a port chosen at StartRedis and kept across Stop/Kill/Start,
-// so clients configured with Addr reconnect to the restarted server.
-// Its methods are safe for concurrent use; the test's cleanup stops it.
-type Redis struct {
-	t    testing.TB
+// RedisServer is a throwaway redis-server: no persistence, bound to
+// 127.0.0.1 on a port chosen at start and kept across Stop/Kill/Start, so
+// clients configured with Addr reconnect to the restarted server. Its
+// methods are safe for concurrent use; the caller must Close it.
+type RedisServer struct {
 	bin  string
 	dir  string
 	port int
+	args []string // RedisOptions.Args
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
 }
 
-// StartRedis starts a redis-server for t and registers its shutdown with
-// t.Cleanup. It skips the test when redis-server is not installed (install
-// it with `scripts/deps.sh test`) and fails it when the server does not
-// answer PING in time.
-func StartRedis(t testing.TB) *Redis {
-	t.Helper()
+// RedisOptions configures StartRedisServer.
+type RedisOptions struct {
+	// Dir is where the server's directory (log, working directory) is made;
+	// empty means the system temporary directory.
+	Dir string
+	// Args are redis-server options appended to this package's own at every
+	// start, e.g. "--maxclients", "10000".
+	Args []string
+}
+
+// StartRedisServer starts a throwaway redis-server; the caller must Close
+// it. The error wraps ErrNotInstalled when redis-server is not installed.
+func StartRedisServer(ctx context.Context, opts RedisOptions) (_ *RedisServer, err error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		t.Skip("redis-server not installed; run `scripts/deps.sh test` (make test does)")
+		return nil, fmt.Errorf("redis-server: %w", ErrNotInstalled)
 	}
-	r := &Redis{t: t, bin: bin, dir: t.TempDir()}
-	t.Cleanup(r.Kill)
+	dir, err := os.MkdirTemp(opts.Dir, "wcredis-")
+	if err != nil {
+		return nil, err
+	}
+	r := &RedisServer{bin: bin, dir: dir, args: slices.Clone(opts.Args)}
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
 	// A free port can be taken by someone else between freePort and the
 	// bind; try a few.
-	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		if r.port, err = freePort(); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		if lastErr = r.start(); lastErr == nil {
-			return r
+		if err = r.start(ctx); err == nil {
+			return r, nil
 		}
 	}
-	t.Fatalf("start redis-server: %v", lastErr)
-	return nil
+	return nil, fmt.Errorf("start redis-server: %w", err)
 }
 
 // Addr is "127.0.0.1:port", the same across restarts.
-func (r *Redis) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
+func (r *RedisServer) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
+
+// Port is the server's TCP port on 127.0.0.1.
+func (r *RedisServer) Port() int { return r.port }
 
 // Stop shuts the server down gracefully (SIGTERM) and waits for it to exit.
 // Stopping a stopped server does nothing.
-func (r *Redis) Stop() { r.signal(syscall.SIGTERM) }
+func (r *RedisServer) Stop() error { return r.signal(syscall.SIGTERM) }
 
 // Kill stops the server abruptly (SIGKILL), as a crash would, and waits for
 // the process to be gone. Killing a stopped server does nothing.
-func (r *Redis) Kill() { r.signal(syscall.SIGKILL) }
+func (r *RedisServer) Kill() error { return r.signal(syscall.SIGKILL) }
+
+// Close kills the server if it runs and removes its files.
+func (r *RedisServer) Close() error {
+	err := r.Kill()
+	return errors.Join(err, os.RemoveAll(r.dir))
+}
 
 // Start starts the server again on the same port after Stop or Kill. Data
-// is not kept (there is no persistence). It fails the test when the server
-// does not come up; starting a running server does nothing.
-func (r *Redis) Start() {
-	r.t.Helper()
+// is not kept (there is no persistence). Starting a running server does
+// nothing.
+func (r *RedisServer) Start(ctx context.Context) error {
 	r.mu.Lock()
 	running := r.cmd != nil
 	r.mu.Unlock()
 	if running {
-		return
+		return nil
 	}
 	// The old listener's port is reusable at once (redis sets SO_REUSEADDR),
 	// but retry briefly in case the kernel has not released it yet.
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		if err = r.start(); err == nil {
-			return
+		if err = r.start(ctx); err == nil || ctx.Err() != nil {
+			return err
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	r.t.Fatalf("restart redis-server on %s: %v", r.Addr(), err)
+	return fmt.Errorf("restart redis-server on %s: %w", r.Addr(), err)
 }
 
-func (r *Redis) start() error {
+func (r *RedisServer) start(ctx context.Context) error {
 	logPath := filepath.Join(r.dir, "redis.log")
-	cmd := exec.Command(r.bin,
+	args := append([]string{
 		"--port", strconv.Itoa(r.port),
 		"--bind", "127.0.0.1",
 		"--dir", r.dir,
@@ -104,7 +126,9 @@ func (r *Redis) start() error {
 		"--appendonly", "no",
 		"--daemonize", "no",
 		"--logfile", logPath,
-	)
+	}, r.args...)
+	cmd := exec.Command(r.bin, args...)
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("run %s: %w", r.bin, err)
 	}
@@ -124,9 +148,12 @@ func (r *Redis) start() error {
 			return fmt.Errorf("redis-server on port %d exited during start; log:\n%s", r.port, tail(logPath, 20))
 		default:
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
 			_ = cmd.Process.Kill()
 			<-done
+			if ctx.Err() != nil {
+				return fmt.Errorf("redis-server on port %d: %w", r.port, ctx.Err())
+			}
 			return fmt.Errorf("redis-server on port %d did not answer PING within %v (%v); log:\n%s",
 				r.port, redisStartTimeout, err, tail(logPath, 20))
 		}
@@ -138,16 +165,17 @@ func (r *Redis) start() error {
 	return nil
 }
 
-func (r *Redis) signal(sig syscall.Signal) {
+func (r *RedisServer) signal(sig syscall.Signal) error {
 	r.mu.Lock()
 	cmd, done := r.cmd, r.done
 	r.cmd, r.done = nil, nil
 	r.mu.Unlock()
 	if cmd == nil {
-		return
+		return nil
 	}
-	if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		r.t.Errorf("signal redis-server: %v", err)
+	var err error
+	if serr := cmd.Process.Signal(sig); serr != nil && !errors.Is(serr, os.ErrProcessDone) {
+		err = fmt.Errorf("signal %v to redis-server: %w", sig, serr)
 	}
 	select {
 	case <-done:
@@ -155,6 +183,7 @@ func (r *Redis) signal(sig syscall.Signal) {
 		_ = cmd.Process.Kill()
 		<-done
 	}
+	return err
 }
 
 // ping sends an inline PING and expects +PONG.

@@ -1,6 +1,15 @@
 package testsvc
 
-import "testing"
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
 
 func TestRedisLifecycle(t *testing.T) {
 	if testing.Short() {
@@ -33,5 +42,54 @@ func TestRedisLifecycle(t *testing.T) {
 	r.Stop()
 	if err := ping(addr); err == nil {
 		t.Fatal("ping answered after Stop")
+	}
+}
+
+// TestRedisServerOptions checks the core the benchmark suite uses: extra
+// server options apply and Close removes the files.
+func TestRedisServerOptions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := StartRedisServer(ctx, RedisOptions{Dir: t.TempDir(), Args: []string{"--maxclients", "1234"}})
+	if errors.Is(err, ErrNotInstalled) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", r.Addr(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write([]byte("CONFIG GET maxclients\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// *2 $10 maxclients $4 1234
+	rd := bufio.NewReader(conn)
+	var lines []string
+	for range 5 {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read CONFIG GET reply: %v (so far %q)", err, lines)
+		}
+		lines = append(lines, strings.TrimSpace(line))
+	}
+	if lines[4] != "1234" {
+		t.Errorf("CONFIG GET maxclients = %q, want 1234 from RedisOptions.Args", lines)
+	}
+	dir := r.dir
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(r.Addr()); err == nil {
+		t.Error("ping answered after Close")
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s not removed by Close: %v", dir, err)
 	}
 }
