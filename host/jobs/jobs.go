@@ -148,6 +148,20 @@ type DeadLetterReader interface {
 	DeadLetters(ctx context.Context, queue string, n int) ([]DeadLetter, error)
 }
 
+// DeadLetterManager is implemented by backends whose dead letters can be
+// put back to work or deleted (both built-in backends); admin tools
+// type-assert a Backend to it. ids are job ids as DeadLetters reports them;
+// an empty ids selects every dead letter of queue. Ids that match no dead
+// letter of queue are ignored: the returned count says how many matched.
+type DeadLetterManager interface {
+	DeadLetterReader
+	// RequeueDead makes dead letters of queue ready again, at once, as
+	// fresh jobs: same id and payload, Attempt starting over at 1.
+	RequeueDead(ctx context.Context, queue string, ids []string) (int, error)
+	// PurgeDead deletes dead letters of queue for good.
+	PurgeDead(ctx context.Context, queue string, ids []string) (int, error)
+}
+
 // QueueStats describes one queue. Counts other than Running and Completed
 // are a snapshot of the shared backend, over every process using it.
 type QueueStats struct {

@@ -443,6 +443,17 @@ for i = 2, 3 do
 	end
 end
 return {moved, nextDue}`)
+	// requeueDead: KEYS dead, ready; ARGV entry1, job1, entry2, job2...
+	// Moves each dead letter still there to the stream; returns how many.
+	requeueDeadScript = redis.NewScript(`
+local n = 0
+for i = 1, #ARGV, 2 do
+	if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then
+		redis.call('XADD', KEYS[2], '*', 'j', ARGV[i+1])
+		n = n + 1
+	end
+end
+return n`)
 	// periodic: KEYS slot, ready; ARGV keep_ms, job.
 	periodicScript = redis.NewScript(`
 if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
@@ -900,6 +911,83 @@ func (q *Queue) DeadLetters(ctx context.Context, queue string, n int) ([]jobs.De
 		})
 	}
 	return out, nil
+}
+
+// deadPage bounds the dead letters read and moved per round trip.
+const deadPage = 500
+
+// RequeueDead implements jobs.DeadLetterManager: each dead letter is moved
+// back to the ready stream (deleted from the dead-letter stream and
+// re-added in one script) with its attempt count reset.
+func (q *Queue) RequeueDead(ctx context.Context, queue string, ids []string) (int, error) {
+	s := q.state(queue)
+	return q.manageDead(ctx, "requeue", queue, ids, func(entries []redis.XMessage) (int, error) {
+		args := make([]any, 0, 2*len(entries))
+		for _, m := range entries {
+			raw, _ := m.Values["j"].(string)
+			_, enq, id, payload, err := decode(raw)
+			if err != nil {
+				return 0, fmt.Errorf("dead letter %s: %w", m.ID, err)
+			}
+			args = append(args, m.ID, encode(0, enq, id, payload))
+		}
+		return requeueDeadScript.Run(ctx, q.rdb, []string{s.keys.dead, s.keys.ready}, args...).Int()
+	})
+}
+
+// PurgeDead implements jobs.DeadLetterManager with XDEL.
+func (q *Queue) PurgeDead(ctx context.Context, queue string, ids []string) (int, error) {
+	s := q.state(queue)
+	return q.manageDead(ctx, "purge", queue, ids, func(entries []redis.XMessage) (int, error) {
+		ents := make([]string, len(entries))
+		for i, m := range entries {
+			ents[i] = m.ID
+		}
+		n, err := q.rdb.XDel(ctx, s.keys.dead, ents...).Result()
+		return int(n), err
+	})
+}
+
+// manageDead pages through queue's dead-letter stream, oldest first, and
+// applies act to the entries whose job id is in ids (every entry when ids
+// is empty).
+func (q *Queue) manageDead(ctx context.Context, what, queue string, ids []string, act func([]redis.XMessage) (int, error)) (int, error) {
+	if err := jobs.CheckQueueName(queue); err != nil {
+		return 0, fmt.Errorf("redisqueue: %s dead letters: %w", what, err)
+	}
+	if q.isClosed() {
+		return 0, fmt.Errorf("redisqueue: %s dead letters of queue %q: %w", what, queue, jobs.ErrClosed)
+	}
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	s := q.state(queue)
+	total, start := 0, "-"
+	for {
+		page, err := q.rdb.XRangeN(ctx, s.keys.dead, start, "+", deadPage).Result()
+		if err != nil {
+			return total, q.wrap(ctx, what+" dead letters of queue", queue, err)
+		}
+		var sel []redis.XMessage
+		for _, m := range page {
+			raw, _ := m.Values["j"].(string)
+			if _, _, id, _, err := decode(raw); err == nil && (len(want) == 0 || want[id]) {
+				sel = append(sel, m)
+			}
+		}
+		if len(sel) > 0 {
+			n, err := act(sel)
+			total += n
+			if err != nil {
+				return total, q.wrap(ctx, what+" dead letters of queue", queue, err)
+			}
+		}
+		if len(page) < deadPage {
+			return total, nil
+		}
+		start = "(" + page[len(page)-1].ID
+	}
 }
 
 // downReplies are server error prefixes that mean "cannot serve now".

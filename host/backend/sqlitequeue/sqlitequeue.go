@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -259,6 +260,7 @@ const (
 	opDead
 	opRelease
 	opPeriodic
+	opAdmin // fn, for dead-letter management
 )
 
 // op is one operation queued for the writer. The caller fills the inputs,
@@ -273,6 +275,7 @@ type op struct {
 	reason  string
 	name    string
 	slot    int64
+	fn      func(ctx context.Context, now int64) (int64, error)
 
 	id   int64
 	jobs []*jobs.Job
@@ -322,6 +325,8 @@ func (o *op) describe() string {
 		return fmt.Sprintf("claim from queue %q", o.queue)
 	case opPeriodic:
 		return fmt.Sprintf("submit periodic job %q to queue %q", o.name, o.queue)
+	case opAdmin:
+		return fmt.Sprintf("%s dead letters of queue %q", o.name, o.queue)
 	case opAck:
 		return fmt.Sprintf("ack job %s of queue %q", o.job.ID, o.job.Queue)
 	case opRetry:
@@ -396,7 +401,7 @@ func (o *op) wakes() bool {
 		return o.delay == 0
 	case opRelease:
 		return true
-	case opPeriodic:
+	case opPeriodic, opAdmin:
 		return o.ok
 	}
 	return false
@@ -508,6 +513,13 @@ func (q *Queue) exec(ctx context.Context, o *op, now int64) error {
 		if _, err := q.st.pruneSlots.ExecContext(ctx, o.name, now); err != nil {
 			return fmt.Errorf("sqlitequeue: prune slots of periodic job %q: %w", o.name, err)
 		}
+		return nil
+	case opAdmin:
+		n, err := o.fn(ctx, now)
+		if err != nil {
+			return fmt.Errorf("sqlitequeue: %s dead letters of queue %q: %w", o.name, o.queue, err)
+		}
+		o.id, o.ok = n, n > 0
 		return nil
 	}
 	return fmt.Errorf("sqlitequeue: unknown op %d", o.kind)
@@ -735,6 +747,70 @@ func (q *Queue) DeadLetters(ctx context.Context, queue string, n int) ([]jobs.De
 		return nil, fmt.Errorf("sqlitequeue: dead letters of queue %q: %w", queue, err)
 	}
 	return out, nil
+}
+
+// RequeueDead implements jobs.DeadLetterManager: the rows go back to state
+// 0 with their attempt count reset, ready now.
+func (q *Queue) RequeueDead(ctx context.Context, queue string, ids []string) (int, error) {
+	return q.manageDead(ctx, "requeue", queue, ids,
+		`UPDATE wasmcorn_jobs SET state = 0, attempt = 0, visible_at = ?, last_error = NULL WHERE queue = ? AND state = 2`, true)
+}
+
+// PurgeDead implements jobs.DeadLetterManager.
+func (q *Queue) PurgeDead(ctx context.Context, queue string, ids []string) (int, error) {
+	return q.manageDead(ctx, "purge", queue, ids, `DELETE FROM wasmcorn_jobs WHERE queue = ? AND state = 2`, false)
+}
+
+// maxIDsPerStatement keeps an id list within SQLite's bound variables.
+const maxIDsPerStatement = 500
+
+// manageDead runs stmt (whose first arguments are [now,] queue) over the
+// dead letters of queue with ids, or all of them when ids is empty, in one
+// write transaction. Ids that are not numbers match nothing.
+func (q *Queue) manageDead(ctx context.Context, what, queue string, ids []string, stmt string, withNow bool) (int, error) {
+	if err := jobs.CheckQueueName(queue); err != nil {
+		return 0, fmt.Errorf("sqlitequeue: %s dead letters: %w", what, err)
+	}
+	var nums []any
+	for _, id := range ids {
+		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
+			nums = append(nums, n)
+		}
+	}
+	if len(ids) > 0 && len(nums) == 0 {
+		return 0, nil
+	}
+	o := getOp(opAdmin)
+	defer putOp(o)
+	o.name, o.queue = what, queue
+	o.fn = func(ctx context.Context, now int64) (int64, error) {
+		args := []any{queue}
+		if withNow {
+			args = []any{now, queue}
+		}
+		if len(nums) == 0 {
+			res, err := q.conn.ExecContext(ctx, stmt, args...)
+			if err != nil {
+				return 0, err
+			}
+			return res.RowsAffected()
+		}
+		var total int64
+		for chunk := range slices.Chunk(nums, maxIDsPerStatement) {
+			in := strings.Repeat(",?", len(chunk))[1:]
+			res, err := q.conn.ExecContext(ctx, stmt+" AND id IN ("+in+")", append(slices.Clone(args), chunk...)...)
+			if err != nil {
+				return 0, err
+			}
+			n, _ := res.RowsAffected()
+			total += n
+		}
+		return total, nil
+	}
+	if err := q.do(ctx, o); err != nil {
+		return 0, err
+	}
+	return int(o.id), nil
 }
 
 // Close stops the writer after the operations already queued and closes

@@ -249,7 +249,7 @@ func Backend(t *testing.T, newStore NewStore) {
 				}
 				j = claimOne(t, b, "q", time.Minute, 5*time.Second)
 			}
-			time.Sleep(20 * time.Millisecond) // Stats counts rows: do not poll it hot // distinct dead-letter times
+			time.Sleep(2 * time.Millisecond) // distinct dead-letter times
 			if err := b.DeadLetter(ctx(), j, "bad input "+string(j.Payload)); err != nil {
 				t.Fatal(err)
 			}
@@ -273,6 +273,92 @@ func Backend(t *testing.T, newStore NewStore) {
 		if all, _ := dr.DeadLetters(ctx(), "q", 10); len(all) != 3 {
 			t.Fatalf("DeadLetters(q, 10) returned %d, want 3", len(all))
 		}
+	})
+
+	t.Run("RequeueAndPurgeDeadLetters", func(t *testing.T) {
+		b := newStore(t)(t)
+		dm, ok := b.(jobs.DeadLetterManager)
+		if !ok {
+			t.Skip("backend does not manage dead letters")
+		}
+		kill := func(queue string, n int) []string {
+			var ids []string
+			for i := range n {
+				ids = append(ids, submit(t, b, queue, queue+"-"+strconv.Itoa(i), 0))
+			}
+			for range n {
+				j := claimOne(t, b, queue, time.Minute, time.Second)
+				if err := b.Retry(ctx(), j, 0, "transient"); err != nil {
+					t.Fatal(err)
+				}
+				j = claimOne(t, b, queue, time.Minute, 5*time.Second)
+				if err := b.DeadLetter(ctx(), j, "poison"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return ids
+		}
+		ids := kill("q", 4)
+		otherIDs := kill("other", 1)
+		wantStats(t, b, "q", jobs.QueueStats{Queue: "q", Dead: 4})
+
+		// Unknown ids and ids of another queue match nothing.
+		if n, err := dm.RequeueDead(ctx(), "q", []string{"no-such-job", "12345678", otherIDs[0]}); err != nil || n != 0 {
+			t.Fatalf("RequeueDead(unknown ids) = %d, %v; want 0", n, err)
+		}
+		if n, err := dm.PurgeDead(ctx(), "q", []string{"no-such-job"}); err != nil || n != 0 {
+			t.Fatalf("PurgeDead(unknown id) = %d, %v; want 0", n, err)
+		}
+		if _, err := dm.PurgeDead(ctx(), "bad queue!", nil); !errors.Is(err, jobs.ErrInvalid) {
+			t.Fatalf("PurgeDead(bad queue name) = %v, want ErrInvalid", err)
+		}
+
+		// Requeue one by id: it runs again from attempt 1, same id and payload.
+		if n, err := dm.RequeueDead(ctx(), "q", ids[1:2]); err != nil || n != 1 {
+			t.Fatalf("RequeueDead(%s) = %d, %v; want 1", ids[1], n, err)
+		}
+		wantStats(t, b, "q", jobs.QueueStats{Queue: "q", Ready: 1, Dead: 3})
+		j := claimOne(t, b, "q", time.Minute, 5*time.Second)
+		if j.ID != ids[1] || string(j.Payload) != "q-1" || j.Attempt != 1 {
+			t.Fatalf("requeued job %+v, want %s q-1 at attempt 1", j, ids[1])
+		}
+		if err := b.Ack(ctx(), j); err != nil {
+			t.Fatal(err)
+		}
+		dl, err := dm.DeadLetters(ctx(), "q", 10)
+		if err != nil || len(dl) != 3 {
+			t.Fatalf("DeadLetters after requeue: %d, %v; want 3", len(dl), err)
+		}
+		for _, d := range dl {
+			if d.Job.ID == ids[1] {
+				t.Fatalf("requeued job %s still listed as dead", ids[1])
+			}
+		}
+
+		// Purge one by id, then requeue the rest at once.
+		if n, err := dm.PurgeDead(ctx(), "q", []string{ids[0], ids[0]}); err != nil || n != 1 {
+			t.Fatalf("PurgeDead(%s) = %d, %v; want 1", ids[0], n, err)
+		}
+		if n, err := dm.RequeueDead(ctx(), "q", nil); err != nil || n != 2 {
+			t.Fatalf("RequeueDead(all) = %d, %v; want 2", n, err)
+		}
+		wantStats(t, b, "q", jobs.QueueStats{Queue: "q", Ready: 2, Completed: 1})
+		got := map[string]bool{}
+		for _, j := range claim(t, b, "q", 10, time.Minute, 5*time.Second) {
+			got[j.ID] = true
+			if j.Attempt != 1 {
+				t.Errorf("requeued job %s at attempt %d, want 1", j.ID, j.Attempt)
+			}
+		}
+		if len(got) != 2 || !got[ids[2]] || !got[ids[3]] {
+			t.Fatalf("claimed %v after requeueing all, want %s and %s", got, ids[2], ids[3])
+		}
+
+		// The other queue was untouched; purging all of it empties it.
+		if n, err := dm.PurgeDead(ctx(), "other", nil); err != nil || n != 1 {
+			t.Fatalf("PurgeDead(other, all) = %d, %v; want 1", n, err)
+		}
+		wantStats(t, b, "other", jobs.QueueStats{Queue: "other"})
 	})
 
 	t.Run("RetryWithoutDelay", func(t *testing.T) {
