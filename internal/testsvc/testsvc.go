@@ -140,10 +140,16 @@ func (m *MariaDB) Start() { m.t.Helper(); m.check(m.s.Start) }
 
 func (m *MariaDB) check(op func(context.Context) error) {
 	m.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout+mariadbStartTimeout)
+	check(m.t, opTimeout+mariadbStartTimeout, op)
+}
+
+// check runs op with a timeout and fails the test on its error.
+func check(t TB, timeout time.Duration, op func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := op(ctx); err != nil {
-		m.t.Fatalf("testsvc: %v", err)
+		t.Fatalf("testsvc: %v", err)
 	}
 }
 
@@ -182,11 +188,7 @@ func (r *Redis) Start() { r.t.Helper(); r.check(r.s.Start) }
 
 func (r *Redis) check(op func(context.Context) error) {
 	r.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if err := op(ctx); err != nil {
-		r.t.Fatalf("testsvc: %v", err)
-	}
+	check(r.t, opTimeout, op)
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
