@@ -145,17 +145,9 @@ func joinNotes(n []string) string {
 // continuation lines indented, without repeating the plugin name prefix.
 func indentProblems(plugin string, err error) string {
 	var lines []string
-	var walk func(error)
-	walk = func(err error) {
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, e := range j.Unwrap() {
-				walk(e)
-			}
-			return
-		}
-		lines = append(lines, strings.TrimPrefix(err.Error(), "plugin "+plugin+": "))
+	for _, e := range leafErrors(err) {
+		lines = append(lines, strings.TrimPrefix(e.Error(), "plugin "+plugin+": "))
 	}
-	walk(err)
 	return strings.Join(lines, "\n         ")
 }
 

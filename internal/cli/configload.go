@@ -91,20 +91,25 @@ func (e *Env) loadConfig(f *configFlags) (*config.Config, []string, error) {
 
 // printProblems prints each joined error of err on its own line.
 func printProblems(w io.Writer, err error) int {
-	n := 0
-	var walk func(error)
-	walk = func(err error) {
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, e := range j.Unwrap() {
-				walk(e)
-			}
-			return
-		}
-		fmt.Fprintf(w, "  %s\n", err)
-		n++
+	problems := leafErrors(err)
+	for _, e := range problems {
+		fmt.Fprintf(w, "  %s\n", e)
 	}
-	walk(err)
-	return n
+	return len(problems)
+}
+
+// leafErrors flattens a tree of joined errors (errors.Join, or any error
+// with Unwrap() []error) into its leaves, in order.
+func leafErrors(err error) []error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var leaves []error
+	for _, e := range j.Unwrap() {
+		leaves = append(leaves, leafErrors(e)...)
+	}
+	return leaves
 }
 
 // newLogger builds the process logger from [log].
