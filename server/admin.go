@@ -26,6 +26,10 @@ var metricsHandler = fasthttpadaptor.NewFastHTTPHandler(
 func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set("Cache-Control", "no-store")
 	path := string(ctx.Path())
+	if h := s.opts.AdminRoutes[path]; h != nil {
+		h(ctx)
+		return
+	}
 	switch path {
 	case "/healthz", "/readyz":
 		s.serveHealth(ctx, ctx.Path())

@@ -80,6 +80,10 @@ type Options struct {
 	// Extra status, when set, adds fields (job queues, backends) to
 	// /status.json and the status page.
 	ExtraStatus func(ctx context.Context) map[string]any
+	// AdminRoutes, when set, serves more paths on the admin listener
+	// (exact match, any method: the handler checks its own), e.g. the job
+	// queues' /admin/jobs endpoints.
+	AdminRoutes map[string]fasthttp.RequestHandler
 }
 
 // Server is the HTTP front end. Create it with New; it is safe for

@@ -74,6 +74,8 @@ func init() {
 		{"check", "[-config file] [-plugins dir]", "validate the config, every manifest, and load every plugin once", (*Env).check},
 		{"new", "[LANG] NAME [-dir dir]", "scaffold a plugin project", (*Env).newPlugin},
 		{"build", "[-o file.wasm] [-plugins dir] DIR", "compile a plugin project to a .wasm in the plugins directory", (*Env).build},
+		{"jobs", "[-config file] [-admin addr] [stats | dead Q [-n N] | requeue Q (-all | ID...) | purge Q (-all | ID...)]",
+			"show the running server's job queues; list, requeue or purge dead letters", (*Env).jobsCmd},
 		{"bench", "[flags] | native [flags]", "run the benchmark suite (same as bin/wcbench; -h lists flags)", func(_ *Env, ctx context.Context, args []string) error {
 			return suite.Main(ctx, args)
 		}},

@@ -106,6 +106,7 @@ func (e *Env) serve(ctx context.Context, args []string) (err error) {
 			func(context.Context) error { return svc.close() },
 		},
 		ExtraStatus: svc.status,
+		AdminRoutes: svc.adminRoutes(),
 	})
 	if err != nil {
 		rt.Close(context.Background())

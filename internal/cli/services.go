@@ -30,6 +30,7 @@ type services struct {
 	closers []func() error // in reverse order of opening
 
 	runner *jobs.Runner
+	queue  jobs.Backend // nil without a [queue] backend
 
 	mu       sync.Mutex
 	consumed map[string]bool // queues given to the runner
@@ -124,6 +125,7 @@ func openServices(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ 
 		}
 		cancel()
 	}
+	s.queue = queue
 	if queue != nil && cfg.Jobs.Enabled {
 		opts := cfg.Jobs.Options()
 		opts.Logger = log.With("component", "jobs")
