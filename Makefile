@@ -31,8 +31,8 @@ run: build plugins
 -include plugins/plugins.mk
 -include sdk-python/python.mk
 -include bench/bench.mk
-# wasmtime (cgo, ~200 MB module download): build-wasmtime, test-wasmtime.
-# Not yet part of `make test`; see issue #8.
+# wasmtime (cgo, ~200 MB module download): build-wasmtime, test-wasmtime
+# (part of `make test`), bench-wasmtime.
 -include host/wasmtime/wasmtime.mk
 
 lint:
