@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -307,15 +306,7 @@ func TestHandoff(t *testing.T) {
 	br := bufio.NewReader(conn)
 	roundTrip := func() *http.Response {
 		t.Helper()
-		if _, err := conn.Write([]byte("GET /hi/ HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		resp := rawKeepAlive(t, conn, br, "/hi/")
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
