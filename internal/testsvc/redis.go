@@ -28,6 +28,7 @@ type RedisServer struct {
 	dir  string
 	port int
 	args []string // RedisOptions.Args
+	conf string   // RedisOptions.ConfigFile
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -42,6 +43,10 @@ type RedisOptions struct {
 	// Args are redis-server options appended to this package's own at every
 	// start, e.g. "--maxclients", "10000".
 	Args []string
+	// ConfigFile, when set, is a config file the server starts from (the
+	// first argument), e.g. the sentinel.conf of redis-server --sentinel,
+	// which must be writable.
+	ConfigFile string
 }
 
 // StartRedisServer starts a throwaway redis-server; the caller must Close
@@ -55,7 +60,7 @@ func StartRedisServer(ctx context.Context, opts RedisOptions) (_ *RedisServer, e
 	if err != nil {
 		return nil, err
 	}
-	r := &RedisServer{bin: bin, dir: dir, args: slices.Clone(opts.Args)}
+	r := &RedisServer{bin: bin, dir: dir, args: slices.Clone(opts.Args), conf: opts.ConfigFile}
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -127,6 +132,9 @@ func (r *RedisServer) start(ctx context.Context) error {
 		"--daemonize", "no",
 		"--logfile", logPath,
 	}, r.args...)
+	if r.conf != "" {
+		args = append([]string{r.conf}, args...)
+	}
 	cmd := exec.Command(r.bin, args...)
 	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {

@@ -93,3 +93,25 @@ func TestRedisServerOptions(t *testing.T) {
 		t.Errorf("%s not removed by Close: %v", dir, err)
 	}
 }
+
+func TestRedisClusterAndSentinel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server processes")
+	}
+	c := StartRedisCluster(t)
+	if len(c.Addrs()) != 3 {
+		t.Fatalf("cluster addrs %v", c.Addrs())
+	}
+	for _, a := range c.Addrs() {
+		if err := ping(a); err != nil {
+			t.Fatalf("cluster node %s: %v", a, err)
+		}
+	}
+	s := StartRedisSentinel(t)
+	if err := ping(s.SentinelAddr()); err != nil {
+		t.Fatalf("sentinel: %v", err)
+	}
+	if err := ping(s.Master.Addr()); err != nil || s.MasterName == "" {
+		t.Fatalf("master %s: %v", s.MasterName, err)
+	}
+}
