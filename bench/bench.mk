@@ -2,7 +2,8 @@
 # paths are relative to the repository root.
 #
 #   make bench          every scenario on wasmcorn and the native Go server
-#                       (and the classic stacks when installed); writes
+#                       (and the classic stacks when installed, and wasmtime
+#                       when bin/wasmcorn-wasmtime is built); writes
 #                       bench/results/DATE-HOST.{md,json,svg}, bench/RESULTS.md
 #                       and bench/chart.svg
 #   make bench-classic  install nginx, gunicorn, gevent, uwsgi, Django
@@ -17,6 +18,10 @@
 # (see `bin/wcbench -h`).
 
 BENCH_BIN   := bin/wcbench
+# The wasmcorn-wasmtime target runs when bin/wasmcorn-wasmtime exists (make
+# build-wasmtime once); make bench then rebuilds it, so it is never stale.
+BENCH_WASMTIME := $(if $(wildcard bin/wasmcorn-wasmtime),bin/wasmcorn-wasmtime)
+BENCH_TARGETS  := -wasmcorn $(BIN)$(if $(BENCH_WASMTIME), -wasmtime $(BENCH_WASMTIME))
 BENCH_FLAGS ?= -repeat 3
 BENCH_SRCS  := $(shell find bench -name '*.go' -not -name '*_test.go' -not -path 'bench/plugins/*' 2>/dev/null) \
 	$(wildcard bench/classic/django/benchapp/*.py)
@@ -27,14 +32,14 @@ $(BENCH_BIN): $(BENCH_SRCS) go.mod go.sum
 	@mkdir -p bin
 	$(GO) build -o $@ ./bench/cmd/wcbench
 
-bench: deps build $(BENCH_BIN)
+bench: deps build $(BENCH_BIN) $(if $(BENCH_WASMTIME),build-wasmtime)
 	WCBENCH_COMMAND="make bench$(if $(BENCH_FLAGS), BENCH_FLAGS=\"$(BENCH_FLAGS)\")" \
-		./$(BENCH_BIN) -wasmcorn $(BIN) -out bench/results -summary bench/RESULTS.md $(BENCH_FLAGS)
+		./$(BENCH_BIN) $(BENCH_TARGETS) -out bench/results -summary bench/RESULTS.md $(BENCH_FLAGS)
 
-bench-classic: deps build $(BENCH_BIN)
+bench-classic: deps build $(BENCH_BIN) $(if $(BENCH_WASMTIME),build-wasmtime)
 	@bash scripts/deps.sh classic
 	WCBENCH_COMMAND="make bench-classic$(if $(BENCH_FLAGS), BENCH_FLAGS=\"$(BENCH_FLAGS)\")" \
-		./$(BENCH_BIN) -classic yes -wasmcorn $(BIN) -out bench/results -summary bench/RESULTS.md $(BENCH_FLAGS)
+		./$(BENCH_BIN) -classic yes $(BENCH_TARGETS) -out bench/results -summary bench/RESULTS.md $(BENCH_FLAGS)
 
 bench-smoke: deps
 	$(GO) test -count=1 -run 'TestSmoke' -v ./bench/suite/

@@ -180,7 +180,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentTypeBytes(ctJSON)
 		ctx.SetBody(helloBody)
 	case "/jsonstruct":
-		s.jsonStruct(ctx)
+		s.jsonItems(ctx, workload.Items())
+	case "/jsonbig":
+		s.jsonItems(ctx, workload.ItemsN(workload.BigItems))
 	case "/db":
 		s.dbRow(ctx)
 	case "/cached":
@@ -199,9 +201,11 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-func (s *Server) jsonStruct(ctx *fasthttp.RequestCtx) {
+// jsonItems encodes l, built by the caller on every request (/jsonstruct,
+// /jsonbig), as the plugin does.
+func (s *Server) jsonItems(ctx *fasthttp.RequestCtx, l workload.ItemList) {
 	ctx.SetContentTypeBytes(ctJSON)
-	if err := json.NewEncoder(ctx).Encode(workload.Items()); err != nil {
+	if err := json.NewEncoder(ctx).Encode(l); err != nil {
 		s.fail(ctx, "encode items", err)
 	}
 }

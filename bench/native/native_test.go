@@ -68,6 +68,7 @@ func TestEndpoints(t *testing.T) {
 			}{
 				{"/json", "GET", nil},
 				{"/jsonstruct", "GET", nil},
+				{"/jsonbig", "GET", nil},
 				{"/db", "GET", workload.IDPaths("/db")},
 				{"/cached", "GET", workload.IDPaths("/cached")},
 				{"/queue", "POST", nil},

@@ -91,7 +91,7 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		render    string
 	)
 	fs.Var(&scenarios, "scenarios", "comma-separated scenarios to run (default all)")
-	fs.Var(&targets, "targets", "comma-separated targets: wasmcorn, native, gunicorn-sync, gunicorn-gevent, uwsgi (default all available)")
+	fs.Var(&targets, "targets", "comma-separated targets: wasmcorn (every engine), wasmcorn-wasmtime, native, gunicorn-sync, gunicorn-gevent, uwsgi (default all available)")
 	fs.DurationVar(&opts.Duration, "d", 10*time.Second, "measured duration of each run")
 	fs.DurationVar(&opts.Warmup, "w", 3*time.Second, "warm-up before each run")
 	fs.IntVar(&opts.Connections, "c", 64, "keep-alive connections (except c10k)")
@@ -100,7 +100,8 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&opts.Classic, "classic", "auto", "classic stacks: auto (when installed), yes, no")
 	fs.StringVar(&opts.Wasmcorn.Binary, "wasmcorn", "", "wasmcorn binary (default: this one, bin/wasmcorn, or built)")
 	fs.StringVar(&opts.Wasmcorn.PluginsDir, "plugins", "plugins", "prebuilt plugins directory (used when sources are absent)")
-	fs.Var(&engines, "engines", "wasmcorn engines to measure: wazero, wasmtime (default wazero)")
+	fs.Var(&engines, "engines", "wasmcorn engines to measure: wazero, wasmtime (default wazero, plus wasmtime with -wasmtime)")
+	fs.StringVar(&opts.Wasmcorn.WasmtimeBinary, "wasmtime", "", "wasmcorn binary built with the wasmtime engine (make build-wasmtime); adds target wasmcorn-wasmtime")
 	fs.StringVar(&opts.Dir, "dir", "", "working directory (default: a temporary one)")
 	fs.BoolVar(&opts.KeepDir, "keep", false, "keep the working directory (logs, configs)")
 	fs.StringVar(&outDir, "out", "bench/results", "directory for DATE-HOST.md/.json/.svg")

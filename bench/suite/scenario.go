@@ -37,6 +37,8 @@ type Scenario struct {
 	Reload bool `json:"reload,omitempty"`
 	// Python marks scenarios served by a Python plugin on wasmcorn.
 	Python bool `json:"python,omitempty"`
+	// NoClassic: the classic stacks do not implement this workload.
+	NoClassic bool `json:"no_classic,omitempty"`
 	// Trusted runs the wasmcorn plugin with deadline_enforced = false.
 	Trusted bool `json:"trusted,omitempty"`
 	// Timeout overrides the per-request timeout.
@@ -69,6 +71,8 @@ func Scenarios() []Scenario {
 			Description: "json with deadline enforcement turned off for the plugin (wasmcorn only)"},
 		{Name: "jsonstruct", Path: "/jsonstruct", Method: get,
 			Description: "10 items built and encoded from Go structs (encoding/json)"},
+		{Name: "jsonbig", Path: "/jsonbig", Method: get, NoClassic: true,
+			Description: "100 items built and encoded from Go structs (guest-compute-heavy; not on the classic stacks)"},
 		{Name: "db", Path: "/db", Method: get, IDs: true, NeedsDB: true, NeedsRedis: true, Cache: "redis",
 			Description: "one MariaDB row by primary key + one Redis GET, over 1,000 ids"},
 		{Name: "cached", Path: "/cached", Method: get, IDs: true, NeedsDB: true, Cache: "memory",

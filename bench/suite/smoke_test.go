@@ -183,8 +183,8 @@ func TestSmoke(t *testing.T) {
 }
 
 // checkJSONAPIItems serves plugins/jsonapi on wasmcorn and compares its
-// /jsonapi/ document with workload.Items, which the native and Django
-// targets encode.
+// /jsonstruct and /jsonbig documents with workload.Items and ItemsN, which
+// the native (and Django) targets encode.
 func checkJSONAPIItems(t *testing.T, ctx context.Context, bin, root string) {
 	env := &Env{Dir: t.TempDir()}
 	if err := writeStatic(env); err != nil {
@@ -197,24 +197,31 @@ func checkJSONAPIItems(t *testing.T, ctx context.Context, bin, root string) {
 		t.Fatal(err)
 	}
 	defer inst.Stop()
-	cfg := loadgen.Config{URL: inst.URL() + "/jsonapi/", Requests: 1}
-	if err := waitServing(ctx, cfg); err != nil {
+	if err := waitServing(ctx, loadgen.Config{URL: inst.URL() + "/jsonapi/", Requests: 1}); err != nil {
 		t.Fatal(err)
 	}
-	var body []byte
-	cfg.Check = func(_ int, b []byte) error { body = append([]byte{}, b...); return nil }
-	if _, err := loadgen.Run(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	var got workload.ItemList
-	if err := json.Unmarshal(body, &got); err != nil {
-		t.Fatalf("decode %q: %v", body, err)
-	}
-	want := workload.Items()
-	gb, _ := json.Marshal(got)
-	wb, _ := json.Marshal(want)
-	if !bytes.Equal(gb, wb) {
-		t.Errorf("plugins/jsonapi answers\n%s\nworkload.Items is\n%s", gb, wb)
+	// /jsonstruct and /jsonbig, routed as the target routes them.
+	for _, sc := range []Scenario{sc, {Name: "jsonbig", Path: "/jsonbig"}} {
+		route, _ := tg.Route(&sc)
+		cfg := loadgen.Config{URL: inst.URL() + route, Requests: 1}
+		var body []byte
+		cfg.Check = func(_ int, b []byte) error { body = append([]byte{}, b...); return nil }
+		if _, err := loadgen.Run(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		var got workload.ItemList
+		if err := json.Unmarshal(body, &got); err != nil {
+			t.Fatalf("%s: decode %q: %v", sc.Name, body, err)
+		}
+		want := workload.Items()
+		if sc.Name == "jsonbig" {
+			want = workload.ItemsN(workload.BigItems)
+		}
+		gb, _ := json.Marshal(got)
+		wb, _ := json.Marshal(want)
+		if !bytes.Equal(gb, wb) {
+			t.Errorf("%s: plugins/jsonapi answers\n%s\nthe workload's items are\n%s", sc.Name, gb, wb)
+		}
 	}
 }
 

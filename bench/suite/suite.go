@@ -287,12 +287,17 @@ func buildTargets(ctx context.Context, opts *Options, rep *Report) ([]Target, er
 		}
 	}
 	var ts []Target
-	if want("wasmcorn") {
+	// "wasmcorn" selects every engine's target, "wasmcorn-wasmtime" one.
+	anyWasmcorn := len(opts.Targets) == 0 || slices.ContainsFunc(opts.Targets, func(n string) bool { return strings.HasPrefix(n, "wasmcorn") })
+	if anyWasmcorn {
 		w, err := newWasmcornTarget(ctx, opts.Wasmcorn, rep)
 		if err != nil {
 			rep.Notes = append(rep.Notes, "wasmcorn target unavailable: "+err.Error())
-		} else {
-			ts = append(ts, w...)
+		}
+		for _, t := range w {
+			if want("wasmcorn") || want(t.Name()) {
+				ts = append(ts, t)
+			}
 		}
 	}
 	if want("native") {

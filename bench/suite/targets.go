@@ -211,7 +211,7 @@ func (t *classicTarget) Description() string {
 }
 
 func (t *classicTarget) Route(sc *Scenario) (string, bool) {
-	if sc.SameAs != "" {
+	if sc.SameAs != "" || sc.NoClassic {
 		return "", false
 	}
 	return sc.Path, true

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -32,8 +33,13 @@ type WasmcornOptions struct {
 	PluginsDir string
 	// Engines to measure, one target each: "wazero" (target "wasmcorn"),
 	// "wasmtime" (target "wasmcorn-wasmtime"; needs a binary built with
-	// it). Default ["wazero"].
+	// it). Default ["wazero"], plus "wasmtime" when WasmtimeBinary is set.
 	Engines []string
+	// WasmtimeBinary is a wasmcorn built with the wasmtime engine (make
+	// build-wasmtime: bin/wasmcorn-wasmtime); it serves the
+	// wasmcorn-wasmtime target, so the default binary stays cgo-free.
+	// Empty: the wasmtime target, if asked for, uses Binary.
+	WasmtimeBinary string
 }
 
 // skipError marks a scenario the target cannot run here; measure records
@@ -47,7 +53,7 @@ func skipf(format string, a ...any) error { return &skipError{fmt.Sprintf(format
 // Plugins the wasmcorn target serves, by role.
 const (
 	pluginHello   = "hello"    // /json (plugins/hello)
-	pluginJSONAPI = "jsonapi"  // /jsonstruct (plugins/jsonapi, at /jsonapi/)
+	pluginJSONAPI = "jsonapi"  // /jsonstruct, /jsonbig (plugins/jsonapi, at /jsonapi/)
 	pluginBench   = "benchapp" // /db, /cached, /queue (bench/plugins/benchapp)
 	pluginPyBench = "pybench"  // the Python variants (bench/plugins/pybench)
 	benchNS       = "bench"    // the bench plugins' cache namespace
@@ -71,12 +77,8 @@ func newWasmcornTarget(ctx context.Context, o WasmcornOptions, rep *Report) ([]T
 	if out, err := exec.CommandContext(ctx, bin, "version").Output(); err == nil {
 		rep.Versions["wasmcorn"] = strings.TrimPrefix(strings.TrimSpace(string(out)), "wasmcorn ")
 	}
-	if bi, err := buildinfo.ReadFile(bin); err == nil {
-		for _, d := range bi.Deps {
-			if d.Path == "github.com/tetratelabs/wazero" {
-				rep.Versions["wazero"] = d.Version
-			}
-		}
+	if v := moduleVersion(bin, "github.com/tetratelabs/wazero"); v != "" {
+		rep.Versions["wazero"] = v
 	}
 	if o.PluginsDir == "" {
 		o.PluginsDir = "plugins"
@@ -84,15 +86,48 @@ func newWasmcornTarget(ctx context.Context, o WasmcornOptions, rep *Report) ([]T
 	if len(o.Engines) == 0 {
 		o.Engines = []string{"wazero"}
 	}
+	wtBin := bin
+	if o.WasmtimeBinary != "" {
+		if wtBin, err = filepath.Abs(o.WasmtimeBinary); err != nil {
+			return nil, err
+		}
+		if !fileExists(wtBin) {
+			return nil, fmt.Errorf("wasmtime binary %s: not a file (make build-wasmtime)", o.WasmtimeBinary)
+		}
+		if !slices.Contains(o.Engines, "wasmtime") {
+			o.Engines = append(o.Engines, "wasmtime")
+		}
+	}
 	var ts []Target
 	for _, e := range o.Engines {
-		name := "wasmcorn"
+		name, b := "wasmcorn", bin
 		if e != "wazero" {
 			name += "-" + e
 		}
-		ts = append(ts, &wasmcornTarget{name: name, engine: e, bin: bin, pluginsDir: o.PluginsDir})
+		if e == "wasmtime" {
+			b = wtBin
+			if v := moduleVersion(b, "github.com/bytecodealliance/wasmtime-go"); v != "" {
+				rep.Versions["wasmtime-go"] = v
+			}
+		}
+		ts = append(ts, &wasmcornTarget{name: name, engine: e, bin: b, pluginsDir: o.PluginsDir})
 	}
 	return ts, nil
+}
+
+// moduleVersion returns the version of the module whose path starts with
+// prefix that binary bin was built with, or "".
+func moduleVersion(bin, prefix string) string {
+	bi, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		return ""
+	}
+	for _, d := range bi.Deps {
+		if strings.HasPrefix(d.Path, prefix) {
+			return d.Version
+		}
+	}
+	return ""
 }
 
 // findWasmcorn resolves the binary as WasmcornOptions.Binary documents.
@@ -138,8 +173,11 @@ func (t *wasmcornTarget) Description() string {
 }
 
 func (t *wasmcornTarget) Route(sc *Scenario) (string, bool) {
-	if sc.Path == "/jsonstruct" {
+	switch sc.Path {
+	case "/jsonstruct":
 		return "/jsonapi/", true
+	case "/jsonbig":
+		return "/jsonapi/items?n=" + strconv.Itoa(workload.BigItems), true
 	}
 	return sc.Path, true
 }
@@ -277,7 +315,7 @@ func (t *wasmcornTarget) Start(ctx context.Context, env *Env, sc *Scenario) (Ins
 		if sc.Python {
 			role = pluginPyBench
 		}
-	case "/jsonstruct":
+	case "/jsonstruct", "/jsonbig":
 		role = pluginJSONAPI
 	case "/db", "/cached", "/queue":
 		role = pluginBench

@@ -8,6 +8,8 @@
 //
 //	GET  /json            {"message":"hello, world"}
 //	GET  /jsonstruct      Items(): 10 items built and encoded per request
+//	GET  /jsonbig         ItemsN(BigItems): 100 items, the guest-compute-heavy
+//	                      variant (not on the classic stacks)
 //	GET  /db?id=N         row N of table world by primary key + one cache GET
 //	                      of WorldKey(N); {"id":N,"randomNumber":R,"cached":"..."}
 //	GET  /cached?id=N     row N as JSON from the cache (loaded from the
@@ -115,8 +117,15 @@ func item(id int) Item {
 }
 
 // Items builds the 10-item list /jsonstruct encodes on every request.
-func Items() ItemList {
-	l := ItemList{Count: 10, Items: make([]Item, 10)}
+func Items() ItemList { return ItemsN(10) }
+
+// BigItems is the number of items /jsonbig encodes.
+const BigItems = 100
+
+// ItemsN builds a list of n items, ids 1..n (plugins/jsonapi's
+// /jsonapi/items?n=N).
+func ItemsN(n int) ItemList {
+	l := ItemList{Count: n, Items: make([]Item, n)}
 	for i := range l.Items {
 		l.Items[i] = item(i + 1)
 	}
@@ -164,6 +173,7 @@ func IDPaths(path string) []string {
 var (
 	markHello  = []byte(`"message":"hello, world"`)
 	markItem10 = []byte(`"id":10,`)
+	markItemN  = []byte(`"id":` + strconv.Itoa(BigItems) + `,`)
 	markRandom = []byte(`"randomNumber":`)
 	markCached = []byte(`"cached":"w`)
 	markQueued = []byte(`"queued":true`)
@@ -177,6 +187,8 @@ func Check(path string) func(status int, body []byte) error {
 		return contains(markHello)
 	case "/jsonstruct":
 		return contains(markItem10)
+	case "/jsonbig":
+		return contains(markItemN)
 	case "/db":
 		return func(_ int, b []byte) error {
 			if !bytes.Contains(b, markRandom) || !bytes.Contains(b, markCached) {

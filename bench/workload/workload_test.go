@@ -11,11 +11,17 @@ func TestChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	big, err := json.Marshal(ItemsN(BigItems))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		path string
 		body string
 		ok   bool
 	}{
+		{"/jsonbig", string(big), true},
+		{"/jsonbig", string(items), false}, // 10 items are not the big list
 		{"/json", HelloJSON, true},
 		{"/json", `{"message": "hello, world"}`, false}, // must be compact, like every target
 		{"/jsonstruct", string(items), true},
@@ -45,6 +51,9 @@ func TestData(t *testing.T) {
 	l := Items()
 	if l.Count != 10 || len(l.Items) != 10 || l.Items[9].ID != 10 || l.Items[0].Name != "item-00001" {
 		t.Errorf("items %+v", l)
+	}
+	if b := ItemsN(BigItems); b.Count != BigItems || len(b.Items) != BigItems || b.Items[BigItems-1].ID != BigItems || b.Items[9].Name != l.Items[9].Name {
+		t.Errorf("big items: count %d, %d items", b.Count, len(b.Items))
 	}
 	seen := map[int]bool{}
 	for id := 1; id <= Rows; id++ {
