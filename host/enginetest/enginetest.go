@@ -687,33 +687,8 @@ func (k kit) testWASIEnvironment(t *testing.T) {
 	}
 }
 
-// lineLog collects the guest output lines the host logs.
-type lineLog struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *lineLog) Enabled(context.Context, slog.Level) bool { return true }
-func (l *lineLog) Handle(_ context.Context, r slog.Record) error {
-	var stream string
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "stream" {
-			stream = a.Value.String()
-		}
-		return true
-	})
-	if stream != "" {
-		l.mu.Lock()
-		l.lines = append(l.lines, stream+" "+r.Level.String()+" "+r.Message)
-		l.mu.Unlock()
-	}
-	return nil
-}
-func (l *lineLog) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *lineLog) WithGroup(string) slog.Handler      { return l }
-
 func (k kit) testWASIOutput(t *testing.T) {
-	logs := &lineLog{}
+	logs := &logBuffer{}
 	rt := NewRuntime(t, k.engine, "", slog.New(logs))
 	p := load(t, rt, "wasi", nil)
 	out, err := p.Handle(context.Background(), EncodeRequest("prnt"), nil)
@@ -723,9 +698,12 @@ func (k kit) testWASIOutput(t *testing.T) {
 	if r := decodeResp(t, out); r.Status != 200 {
 		t.Fatalf("status %d body %x", r.Status, r.Body)
 	}
-	logs.mu.Lock()
-	got := slices.Clone(logs.lines)
-	logs.mu.Unlock()
+	var got []string
+	for _, r := range logs.records() {
+		if stream := attrOf(r, "stream"); stream != "" {
+			got = append(got, stream+" "+r.Level.String()+" "+r.Message)
+		}
+	}
 	want := []string{"stdout INFO out line 1", "stdout INFO out line 2", "stderr WARN err line"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("guest output logged as %q, want %q", got, want)

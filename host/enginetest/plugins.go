@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -61,6 +62,13 @@ func (l *logBuffer) Handle(_ context.Context, r slog.Record) error {
 }
 func (l *logBuffer) WithAttrs([]slog.Attr) slog.Handler { return l }
 func (l *logBuffer) WithGroup(string) slog.Handler      { return l }
+
+// records returns a copy of the records collected so far.
+func (l *logBuffer) records() []slog.Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.recs)
+}
 
 func (l *logBuffer) find(msg string) (slog.Record, bool) {
 	l.mu.Lock()
