@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,25 @@ type Runtime struct {
 	mu      sync.Mutex
 	engines map[string]engine.Engine
 	closed  atomic.Bool
+	// loads counts Loads in progress; Close waits for them before closing
+	// the engines (wazero's compiler writes to its engine's maps, which
+	// Close sets to nil: a compile racing a Close panicked with
+	// "assignment to entry in nil map"). Added under mu while not closed.
+	loads sync.WaitGroup
+}
+
+// ErrRuntimeClosed is returned by Load after Close.
+var ErrRuntimeClosed = errors.New("host runtime closed")
+
+// beginLoad registers a Load; the caller calls rt.loads.Done when it ends.
+func (rt *Runtime) beginLoad() error {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.closed.Load() {
+		return ErrRuntimeClosed
+	}
+	rt.loads.Add(1)
+	return nil
 }
 
 // NewRuntime creates a runtime; the default engine is created now so that
@@ -98,11 +118,24 @@ func (rt *Runtime) engine(name string) (engine.Engine, error) {
 	return e, nil
 }
 
-// Close stops the watchdog and closes the engines. Calling it again does
-// nothing.
+// Close stops the watchdog and closes the engines. Loads still running are
+// waited for (until ctx ends: the engines are then left open, as closing
+// them under a compiler is unsafe); Loads started after Close fail with
+// ErrRuntimeClosed. Calling it again does nothing.
 func (rt *Runtime) Close(ctx context.Context) error {
+	rt.mu.Lock()
 	if rt.closed.Swap(true) {
+		rt.mu.Unlock()
 		return nil
+	}
+	rt.mu.Unlock()
+	loaded := make(chan struct{})
+	go func() { rt.loads.Wait(); close(loaded) }()
+	select {
+	case <-loaded:
+	case <-ctx.Done():
+		rt.wd.close()
+		return fmt.Errorf("close host runtime: plugin loads still running: %w", ctx.Err())
 	}
 	rt.wd.close()
 	rt.mu.Lock()
@@ -138,6 +171,7 @@ type Plugin struct {
 	engine   string
 	loadedAt time.Time
 	loadTime time.Duration
+	phases   LoadPhases
 	grants   Grants
 	rt       *Runtime
 	pool     *pool
@@ -155,6 +189,10 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec) (*Plugin, error) {
 	if spec.Name == "" {
 		return nil, errors.New("load plugin: empty name")
 	}
+	if err := rt.beginLoad(); err != nil {
+		return nil, fmt.Errorf("plugin %q: %w", spec.Name, err)
+	}
+	defer rt.loads.Done()
 	if spec.Pool.Max <= 0 {
 		spec.Pool = DefaultPoolConfig()
 	}
@@ -212,6 +250,8 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
+	compiled := time.Now()
+	p.phases.Compile = compiled.Sub(start)
 	p.mod = mod
 	p.hasJobs = mod.HasExport(abi.ExportJob)
 	p.pool = newPool(p, mod, spec.Pool, spec.Limits, rt.wd, log)
@@ -221,7 +261,9 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec) (*Plugin, error) {
 		// instance, and a plugin that cannot start must fail its load.
 		p.pool.cfg.Min = 1
 	}
-	if err := p.pool.fill(ctx); err != nil {
+	// The first instances are made in parallel: on a reload, this is most
+	// of the time between the write and the new version serving.
+	if _, err := p.pool.grow(ctx, p.pool.cfg.Min, runtime.GOMAXPROCS(0)); err != nil {
 		_ = p.pool.drain(context.Background())
 		_ = mod.Close(context.Background())
 		return nil, err
@@ -229,6 +271,7 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec) (*Plugin, error) {
 	p.pool.cfg.Min = min
 	p.loadedAt = time.Now()
 	p.loadTime = p.loadedAt.Sub(start)
+	p.phases.Instantiate = p.loadedAt.Sub(compiled)
 	return p, nil
 }
 

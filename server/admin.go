@@ -138,10 +138,12 @@ type Status struct {
 	InFlight      int64          `json:"in_flight"`
 	Plugins       []PluginStatus `json:"plugins"`
 	// Failed lists plugins that are not serving because they failed to load.
-	Failed []LoadFailure  `json:"failed"`
-	Static []string       `json:"static,omitempty"`
-	Extra  map[string]any `json:"extra,omitempty"`
-	Routes []string       `json:"routes"`
+	Failed []LoadFailure `json:"failed"`
+	// LastReload is the last plugins reload and its phases' durations.
+	LastReload *ReloadReport  `json:"last_reload,omitempty"`
+	Static     []string       `json:"static,omitempty"`
+	Extra      map[string]any `json:"extra,omitempty"`
+	Routes     []string       `json:"routes"`
 }
 
 // PluginStatus describes one serving plugin.
@@ -166,7 +168,7 @@ func (s *Server) Status(ctx context.Context) Status {
 		Version: s.opts.Version, Started: s.started, Ready: ready, NotReady: why,
 		ConfigFile: s.cfg.File, Listen: s.cfg.Server.Listen, AdminListen: s.cfg.Admin.Listen,
 		PluginsDir: s.cfg.Plugins.Dir, Engine: s.cfg.Plugins.Engine, InFlight: s.inflight.Load(),
-		Routes: set.Routes(), Plugins: []PluginStatus{}, Failed: []LoadFailure{},
+		Routes: set.Routes(), Plugins: []PluginStatus{}, Failed: []LoadFailure{}, LastReload: s.LastReload(),
 	}
 	if a := s.Addr(); a != nil {
 		st.Listen = a.String()

@@ -109,6 +109,7 @@ type Server struct {
 	cancelBase    context.CancelFunc
 	reloadMu      sync.Mutex // serializes POST /admin/reload
 	reloadDirMu   sync.Mutex // serializes ReloadDir
+	lastReload    atomic.Pointer[ReloadReport]
 	rid           ridGen
 	secHeaders    [][2]string
 	gzipTypes     [][]byte
@@ -403,6 +404,12 @@ func (s *Server) shutdown() {
 			"in_flight", s.inflight.Load(), "error", err)
 	}
 	s.cancelBase()
+	// cancelBase cancelled a ReloadDir in progress; wait for it to end so
+	// the Set it may still have installed is the one drained below, and no
+	// plugin is still being loaded when OnShutdown closes the runtime.
+	// Later ReloadDirs see shuttingDown and do nothing.
+	s.reloadDirMu.Lock()
+	s.reloadDirMu.Unlock()
 
 	dctx, dcancel := context.WithTimeout(context.Background(), timeout)
 	defer dcancel()

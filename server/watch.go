@@ -19,7 +19,7 @@ type WatchOptions struct {
 	// Dir is the plugins directory to watch.
 	Dir string
 	// Debounce is the quiet period after the last relevant event before
-	// Reload runs; default 200ms.
+	// Reload runs; default 50ms (config.Default's plugins.watch_debounce).
 	Debounce time.Duration
 	// Reload reloads the directory (typically Server.ReloadDir). It is
 	// never called concurrently by one Watch.
@@ -48,7 +48,7 @@ type WatchOptions struct {
 // replacing nothing; the previous version keeps serving meanwhile.
 func Watch(ctx context.Context, opts WatchOptions) error {
 	if opts.Debounce <= 0 {
-		opts.Debounce = 200 * time.Millisecond
+		opts.Debounce = 50 * time.Millisecond
 	}
 	if opts.MaxIncompleteWait <= 0 {
 		opts.MaxIncompleteWait = 30 * time.Second
@@ -71,7 +71,7 @@ func Watch(ctx context.Context, opts WatchOptions) error {
 	timer.Stop()
 	pending := map[string]bool{} // changed .wasm paths since the last reload
 	dirty := false
-	var waitingSince time.Time
+	var waitingSince, changedAt time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -82,6 +82,9 @@ func Watch(ctx context.Context, opts WatchOptions) error {
 			}
 			// An overflow loses events: reload to be safe.
 			log.Warn("watch: event error; reloading to resync", "error", err)
+			if !dirty {
+				changedAt = time.Now()
+			}
 			dirty = true
 			timer.Reset(opts.Debounce)
 		case ev, ok := <-w.Events:
@@ -92,6 +95,9 @@ func Watch(ctx context.Context, opts WatchOptions) error {
 				continue
 			}
 			log.Debug("watch: change", "file", filepath.Base(ev.Name), "op", ev.Op.String())
+			if !dirty {
+				changedAt = time.Now()
+			}
 			dirty = true
 			if strings.HasSuffix(ev.Name, ".wasm") && !ev.Has(fsnotify.Remove) && !ev.Has(fsnotify.Rename) {
 				pending[ev.Name] = true
@@ -115,7 +121,7 @@ func Watch(ctx context.Context, opts WatchOptions) error {
 			}
 			dirty, waitingSince = false, time.Time{}
 			clear(pending)
-			if err := opts.Reload(ctx); err != nil {
+			if err := opts.Reload(context.WithValue(ctx, changedAtKey{}, changedAt)); err != nil {
 				log.Warn("watch: reload finished with errors; the previous versions keep serving", "error", err)
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wasmcorn/wasmcorn/bench/loadgen"
+	"github.com/wasmcorn/wasmcorn/internal/config"
 	"github.com/wasmcorn/wasmcorn/internal/testplugins"
 )
 
@@ -87,6 +88,13 @@ func (e *benchEnv) servedVersion(b *testing.B) string {
 // reloadTo writes module and returns how long it took until a request
 // was answered by it (bounded at 60s).
 func (e *benchEnv) reloadTo(b *testing.B, module []byte) time.Duration {
+	d, _ := e.reloadReport(b, module)
+	return d
+}
+
+// reloadReport is reloadTo that also returns the server's report of the
+// reload that made module current.
+func (e *benchEnv) reloadReport(b *testing.B, module []byte) (time.Duration, *ReloadReport) {
 	want := "hello@" + shortHash(hashOf(module))
 	begin := time.Now()
 	if err := os.WriteFile(filepath.Join(e.dir, "hello.wasm"), module, 0o644); err != nil {
@@ -98,14 +106,24 @@ func (e *benchEnv) reloadTo(b *testing.B, module []byte) time.Duration {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	return time.Since(begin)
+	took := time.Since(begin)
+	for {
+		if r := e.srv.LastReload(); r != nil && r.Started.After(begin) {
+			return took, r
+		}
+		if time.Since(begin) > time.Minute {
+			b.Fatal("no reload report after a minute")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // BenchmarkReloadLatency: time from the write of a new module to the
-// first response from it, with the default 200ms debounce, over 20
-// reloads alternating two modules whose compilations are cached.
+// first response from it, with the default debounce, over 20 reloads
+// alternating two modules whose compilations are cached. It also reports
+// the median of each phase from the server's reload report.
 func BenchmarkReloadLatency(b *testing.B) {
-	e := startBenchEnv(b, 200*time.Millisecond)
+	e := startBenchEnv(b, config.Default().Plugins.WatchDebounce.D())
 	variants := [][]byte{variant(e.base, "a"), variant(e.base, "b")}
 	for _, v := range variants { // warm the compilation cache
 		e.reloadTo(b, v)
@@ -113,12 +131,21 @@ func BenchmarkReloadLatency(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		var ds []time.Duration
+		var phases [6][]float64 // detect, compile, instantiate, warm, swap, drain
 		for i := range 20 {
-			ds = append(ds, e.reloadTo(b, variants[i%2]))
+			d, r := e.reloadReport(b, variants[i%2])
+			ds = append(ds, d)
+			for j, v := range []float64{r.Detect, r.Compile, r.Instantiate, r.Warm, r.Swap, r.Drain} {
+				phases[j] = append(phases[j], v)
+			}
 		}
 		slices.Sort(ds)
 		b.ReportMetric(float64(ds[len(ds)/2].Milliseconds()), "median-ms")
 		b.ReportMetric(float64(ds[len(ds)-1].Milliseconds()), "max-ms")
+		for j, name := range []string{"detect", "compile", "instantiate", "warm", "swap", "drain"} {
+			slices.Sort(phases[j])
+			b.ReportMetric(phases[j][len(phases[j])/2], name+"-median-ms")
+		}
 	}
 }
 
@@ -126,7 +153,7 @@ func BenchmarkReloadLatency(b *testing.B) {
 // for 10s without reloads, then 10s with a reload every second; reports
 // both and their ratio.
 func BenchmarkReloadThroughput(b *testing.B) {
-	e := startBenchEnv(b, 200*time.Millisecond)
+	e := startBenchEnv(b, config.Default().Plugins.WatchDebounce.D())
 	variants := [][]byte{variant(e.base, "a"), variant(e.base, "b")}
 	for _, v := range variants {
 		e.reloadTo(b, v)

@@ -181,7 +181,9 @@ type Plugins struct {
 	Watch bool `toml:"watch"`
 	// WatchDebounce is the quiet period after the last change in the
 	// directory before a reload starts; a burst of writes (cp, an editor's
-	// save) is one reload. Default "200ms".
+	// save) is one reload. A .wasm file still being written when the
+	// period ends (its sections do not add up to its size, or it changed
+	// moments ago) holds the reload back further. Default "50ms".
 	WatchDebounce Duration `toml:"watch_debounce"`
 }
 
@@ -369,7 +371,7 @@ func Default() *Config {
 		},
 		Admin: Admin{Listen: "127.0.0.1:9090"},
 		Plugins: Plugins{Dir: "plugins", Engine: "wazero", CompileCache: true,
-			Watch: true, WatchDebounce: Duration(200 * time.Millisecond)},
+			Watch: true, WatchDebounce: Duration(50 * time.Millisecond)},
 		Log:       Log{Level: "info", Format: "text"},
 		AccessLog: AccessLog{Enabled: true, Sample: 1},
 		// Zero config gives plugins an embedded SQLite database named
