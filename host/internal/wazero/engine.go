@@ -43,7 +43,7 @@ type Engine struct {
 	cache    wazero.CompilationCache
 	plain    wazero.Runtime
 	guarded  wazero.Runtime
-	cacheDir string // also holds instrumented modules, keyed by input hash
+	cacheDir string // also holds prepared (rewritten) modules, keyed by input hash
 }
 
 // New returns a wazero engine. cfg.CacheDir, when set, holds compiled code
@@ -106,29 +106,49 @@ func (e *Engine) Close(ctx context.Context) error {
 	return errors.Join(e.plain.Close(ctx), e.guarded.Close(ctx), e.cache.Close(ctx))
 }
 
-// instrument rewrites a module so its loops can be interrupted; it returns
-// an error wrapping errUninstrumentable when the module must fall back to
-// the guarded runtime. Set by instrument.go.
-var instrument func(wasm []byte) ([]byte, error)
+// instrumentLoops rewrites a module so its loops can be interrupted; an
+// error means the module must fall back to the guarded runtime. Set by
+// instrument.go.
+var instrumentLoops func(wasm []byte) ([]byte, error)
+
+// dataImage splits a module into its code without the data section and
+// the image of its initial memory (wasmrewrite.DataImage); ok is false when
+// that is not equivalent. Set by instrument.go.
+var dataImage func(wasm []byte) (code, image []byte, ok bool)
 
 // Compile implements engine.Engine.
 func (e *Engine) Compile(ctx context.Context, name string, wasm []byte, cfg engine.ModuleConfig) (engine.Module, error) {
 	rt := e.plain
 	mode := "off"
-	code := wasm
 	sum := sha256.Sum256(wasm)
+	var code []byte
 	if cfg.Interruptible {
 		rt, mode = e.guarded, "guarded"
-		if out, ok := e.instrumented(wasm, sum); ok {
+		if out, ok := e.prepared(wasm, sum, true); ok {
 			code, rt, mode = out, e.plain, "instrumented"
+		}
+	}
+	if code == nil {
+		code = wasm
+	}
+	// Instances start from the data image (a copy-on-write mapping) instead
+	// of wazero applying the data segments: see wasmrewrite.DataImage.
+	var image *memImage
+	if dataImage != nil {
+		if stripped, img, ok := dataImage(code); ok {
+			if im, err := newMemImage(img); err == nil {
+				code, image = stripped, im
+			}
 		}
 	}
 	cm, err := compileGuarded(ctx, rt, code)
 	if err != nil {
+		image.close()
 		return nil, fmt.Errorf("plugin %q: compile: %w", name, err)
 	}
 	if err := checkModule(name, cm); err != nil {
 		_ = cm.Close(ctx)
+		image.close()
 		return nil, err
 	}
 	_, hasInit := cm.ExportedFunctions()[abi.ExportInitialize]
@@ -162,8 +182,8 @@ func (e *Engine) Compile(ctx context.Context, name string, wasm []byte, cfg engi
 	_, hasJob := cm.ExportedFunctions()[abi.ExportJob]
 	return &module{
 		name: name, rt: rt, cm: cm, mc: mc, cfg: cfg, mode: mode, hasJob: hasJob, hasInit: hasInit,
-		allocCtx: experimental.WithMemoryAllocator(context.Background(), newAllocator(limit)),
-		hash:     sum,
+		allocCtx: experimental.WithMemoryAllocator(context.Background(), newAllocator(limit, image)),
+		hash:     sum, image: image,
 	}, nil
 }
 
@@ -192,21 +212,30 @@ func instantiateGuarded(ctx context.Context, rt wazero.Runtime, cm wazero.Compil
 	return rt.InstantiateModule(ctx, cm, mc)
 }
 
-// instrumented returns the loop-instrumented module, from the on-disk cache
-// when an earlier load made it (the rewrite is deterministic). ok is false
-// when the module cannot be instrumented: it then runs guarded.
-func (e *Engine) instrumented(wasm []byte, sum [32]byte) ([]byte, bool) {
-	if instrument == nil {
+// preparedVersion names the output of prepared; change it whenever the
+// rewrite changes, so that modules cached by an older host are not used.
+const preparedVersion = "v1"
+
+// prepared returns the module with its loops instrumented when instrument
+// is true, else wasm itself. The result comes from the on-disk cache when
+// an earlier load made it (the rewrite is deterministic), keyed by the
+// input's hash, the rewrite and preparedVersion. ok is false when the
+// module cannot be instrumented: it then runs guarded.
+func (e *Engine) prepared(wasm []byte, sum [32]byte, instrument bool) (code []byte, ok bool) {
+	if !instrument {
+		return wasm, true
+	}
+	if instrumentLoops == nil {
 		return nil, false
 	}
 	var path string
 	if e.cacheDir != "" {
-		path = filepath.Join(e.cacheDir, "instrumented", hex.EncodeToString(sum[:])+".wasm")
+		path = filepath.Join(e.cacheDir, "prepared", preparedVersion+"-instrumented-"+hex.EncodeToString(sum[:])+".wasm")
 		if b, err := os.ReadFile(path); err == nil {
 			return b, true
 		}
 	}
-	out, err := instrument(wasm)
+	code, err := instrumentLoops(wasm)
 	if err != nil {
 		return nil, false
 	}
@@ -215,14 +244,14 @@ func (e *Engine) instrumented(wasm []byte, sum [32]byte) ([]byte, bool) {
 		// a partial file under the final name.
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
 			tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-			if os.WriteFile(tmp, out, 0o644) == nil {
+			if os.WriteFile(tmp, code, 0o644) == nil {
 				if os.Rename(tmp, path) != nil {
 					os.Remove(tmp)
 				}
 			}
 		}
 	}
-	return out, true
+	return code, true
 }
 
 type sig struct {
@@ -338,6 +367,7 @@ type module struct {
 	hasInit  bool
 	allocCtx context.Context
 	hash     [32]byte
+	image    *memImage // initial memory contents, nil when wazero applies the data
 }
 
 // Mode reports how deadlines are enforced for this module: "instrumented",
@@ -349,7 +379,11 @@ func (m *module) HasExport(name string) bool {
 	return ok
 }
 
-func (m *module) Close(ctx context.Context) error { return m.cm.Close(ctx) }
+func (m *module) Close(ctx context.Context) error {
+	err := m.cm.Close(ctx)
+	m.image.close() // live instances keep their mappings
+	return err
+}
 
 func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.Instance, error) {
 	in := &instance{mod: m, hc: hc}

@@ -3,7 +3,9 @@
 package wazero
 
 import (
+	"os"
 	"syscall"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero/experimental"
 )
@@ -12,9 +14,13 @@ import (
 // Go heap: the full maximum is reserved PROT_NONE once (address space only,
 // MAP_NORESERVE) and pages are committed read-write as the guest grows.
 // memory.grow never copies, the Go GC never scans guest memory, and closing
-// an instance returns its memory to the OS at once.
+// an instance returns its memory to the OS at once. With an image, the
+// start of the reservation is a private (copy-on-write) mapping of the
+// image file instead: a new instance's memory holds the module's data
+// without copying it, and the pages no instance writes stay shared.
 type mmapAllocator struct {
 	limit uint64 // bytes; growth past it fails memory.grow
+	image *memImage
 }
 
 func (a mmapAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
@@ -30,6 +36,19 @@ func (a mmapAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
 		return nil
 	}
 	m := &mmapMemory{buf: b}
+	if im := a.image; im != nil {
+		if uint64(im.size) > max {
+			m.Free() // cannot happen: the image fits the initial memory
+			return nil
+		}
+		_, _, errno := syscall.Syscall6(syscall.SYS_MMAP, uintptr(unsafe.Pointer(&b[0])), uintptr(im.size),
+			syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_FIXED, im.f.Fd(), 0)
+		if errno != 0 {
+			m.Free()
+			return nil
+		}
+		m.committed = uint64(im.size)
+	}
 	if m.Reallocate(cap) == nil {
 		m.Free()
 		return nil
@@ -69,6 +88,44 @@ func (m *mmapMemory) Free() {
 	}
 }
 
-func newAllocator(limitBytes uint64) experimental.MemoryAllocator {
-	return mmapAllocator{limit: limitBytes}
+func newAllocator(limitBytes uint64, image *memImage) experimental.MemoryAllocator {
+	return mmapAllocator{limit: limitBytes, image: image}
+}
+
+// memImage is a module's initial memory contents in an unlinked file (in
+// /dev/shm when it exists), zero-padded to whole pages, which instances map
+// privately.
+type memImage struct {
+	f    *os.File
+	size int
+}
+
+func newMemImage(b []byte) (*memImage, error) {
+	dir := "/dev/shm"
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		dir = os.TempDir()
+	}
+	f, err := os.CreateTemp(dir, "wasmcorn-memory-*")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	page := os.Getpagesize()
+	size := (len(b) + page - 1) / page * page
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Truncate(int64(size)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &memImage{f: f, size: size}, nil
+}
+
+// close releases the file; instances that mapped it keep their mappings.
+func (im *memImage) close() {
+	if im != nil {
+		im.f.Close()
+	}
 }

@@ -6,13 +6,21 @@ import "github.com/tetratelabs/wazero/experimental"
 
 // limitAllocator keeps wazero's default Go-heap memory but enforces the
 // plugin's limit; used where the mmap allocator is not available.
-type limitAllocator struct{ limit uint64 }
+// A new memory starts as a copy of the module's image.
+type limitAllocator struct {
+	limit uint64
+	image *memImage
+}
 
 func (a limitAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
 	if a.limit > 0 && max > a.limit {
 		max = a.limit
 	}
-	return &sliceMemory{buf: make([]byte, cap), max: max}
+	m := &sliceMemory{buf: make([]byte, cap), max: max}
+	if a.image != nil {
+		copy(m.buf, a.image.b)
+	}
+	return m
 }
 
 type sliceMemory struct {
@@ -36,6 +44,13 @@ func (m *sliceMemory) Reallocate(size uint64) []byte {
 
 func (m *sliceMemory) Free() { m.buf = nil }
 
-func newAllocator(limitBytes uint64) experimental.MemoryAllocator {
-	return limitAllocator{limit: limitBytes}
+func newAllocator(limitBytes uint64, image *memImage) experimental.MemoryAllocator {
+	return limitAllocator{limit: limitBytes, image: image}
 }
+
+// memImage is a module's initial memory contents.
+type memImage struct{ b []byte }
+
+func newMemImage(b []byte) (*memImage, error) { return &memImage{b: b}, nil }
+
+func (im *memImage) close() {}
