@@ -16,6 +16,7 @@ import (
 	"github.com/wasmcorn/wasmcorn/abi"
 	"github.com/wasmcorn/wasmcorn/host"
 	"github.com/wasmcorn/wasmcorn/host/backend/memcache"
+	"github.com/wasmcorn/wasmcorn/host/backend/redisconn"
 	"github.com/wasmcorn/wasmcorn/host/backend/rediskv"
 	"github.com/wasmcorn/wasmcorn/internal/metrics"
 	"github.com/wasmcorn/wasmcorn/internal/testsvc"
@@ -69,7 +70,7 @@ func redisBackend(t testing.TB) kvBackend {
 		t.Skip("starts redis-server")
 	}
 	srv := testsvc.StartRedis(t)
-	s, err := rediskv.New(rediskv.Config{Addrs: []string{srv.Addr()}, MaxValueBytes: testMaxValue, PoolSize: 8})
+	s, err := rediskv.New(rediskv.Config{Conn: redisconn.Conn{Addrs: []string{srv.Addr()}, PoolSize: 8}, MaxValueBytes: testMaxValue})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/wasmcorn/wasmcorn/abi"
 	"github.com/wasmcorn/wasmcorn/host"
+	"github.com/wasmcorn/wasmcorn/host/backend/redisconn"
 	"github.com/wasmcorn/wasmcorn/host/backend/redisqueue"
 	"github.com/wasmcorn/wasmcorn/host/backend/sqldb"
 	"github.com/wasmcorn/wasmcorn/host/backend/sqlitequeue"
@@ -45,7 +46,7 @@ func TestPluginJobs(t *testing.T) {
 		}},
 		{"redis", func(t *testing.T) jobs.Backend {
 			srv := testsvc.StartRedis(t)
-			q, err := redisqueue.New(redisqueue.Config{Addrs: []string{srv.Addr()}, PromoteEvery: 20 * time.Millisecond})
+			q, err := redisqueue.New(redisqueue.Config{Conn: redisconn.Conn{Addrs: []string{srv.Addr()}}, PromoteEvery: 20 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}

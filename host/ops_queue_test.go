@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/wasmcorn/wasmcorn/abi"
+	"github.com/wasmcorn/wasmcorn/host/backend/redisconn"
 	"github.com/wasmcorn/wasmcorn/host/backend/redisqueue"
 	"github.com/wasmcorn/wasmcorn/host/backend/sqlitequeue"
 	"github.com/wasmcorn/wasmcorn/host/jobs"
@@ -145,7 +146,7 @@ func TestQueueSubmitRedisDown(t *testing.T) {
 		t.Skip("starts redis-server")
 	}
 	srv := testsvc.StartRedis(t)
-	q, err := redisqueue.New(redisqueue.Config{Addrs: []string{srv.Addr()}})
+	q, err := redisqueue.New(redisqueue.Config{Conn: redisconn.Conn{Addrs: []string{srv.Addr()}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/wasmcorn/wasmcorn/abi"
 	"github.com/wasmcorn/wasmcorn/host"
+	"github.com/wasmcorn/wasmcorn/host/backend/redisconn"
 	"github.com/wasmcorn/wasmcorn/host/backend/redisqueue"
 	"github.com/wasmcorn/wasmcorn/host/backend/sqlitequeue"
 	"github.com/wasmcorn/wasmcorn/host/enginetest"
@@ -56,7 +57,7 @@ func BenchmarkQueueThroughPlugin(b *testing.B) {
 					q = sq
 				case "redis":
 					srv := testsvc.StartRedis(b)
-					rq, err := redisqueue.New(redisqueue.Config{Addrs: []string{srv.Addr()}})
+					rq, err := redisqueue.New(redisqueue.Config{Conn: redisconn.Conn{Addrs: []string{srv.Addr()}}})
 					if err != nil {
 						b.Fatal(err)
 					}

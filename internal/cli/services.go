@@ -12,6 +12,7 @@ import (
 
 	"github.com/wasmcorn/wasmcorn/host"
 	"github.com/wasmcorn/wasmcorn/host/backend/memcache"
+	"github.com/wasmcorn/wasmcorn/host/backend/redisconn"
 	"github.com/wasmcorn/wasmcorn/host/backend/rediskv"
 	"github.com/wasmcorn/wasmcorn/host/backend/redisqueue"
 	"github.com/wasmcorn/wasmcorn/host/backend/sqldb"
@@ -73,7 +74,7 @@ func openServices(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ 
 		s.closers = append(s.closers, c.Close, l.Close)
 		log.Info("cache: in-memory", "max_bytes", cfg.Cache.MaxBytes.String())
 	case "redis":
-		st, err := rediskv.New(redisConfig(cfg.Cache.Redis))
+		st, err := rediskv.New(rediskv.Config{Conn: redisConn(cfg.Cache.Redis), KeyPrefix: cfg.Cache.Redis.KeyPrefix})
 		if err != nil {
 			return nil, fmt.Errorf("cache.redis: %w", err)
 		}
@@ -104,12 +105,8 @@ func openServices(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ 
 		s.closers = append(s.closers, q.Close)
 		log.Info("queue: sqlite", "path", path)
 	case "redis":
-		rc := redisConfig(cfg.Queue.Redis)
-		q, err := redisqueue.New(redisqueue.Config{
-			Mode: rc.Mode, Addrs: rc.Addrs, MasterName: rc.MasterName, Username: rc.Username, Password: rc.Password,
-			DB: rc.DB, PoolSize: rc.PoolSize, DialTimeout: rc.DialTimeout, ReadTimeout: rc.ReadTimeout,
-			WriteTimeout: rc.WriteTimeout, KeyPrefix: rc.KeyPrefix, Logger: log.With("component", "queue"),
-		})
+		q, err := redisqueue.New(redisqueue.Config{Conn: redisConn(cfg.Queue.Redis), KeyPrefix: cfg.Queue.Redis.KeyPrefix,
+			Logger: log.With("component", "queue")})
 		if err != nil {
 			return nil, fmt.Errorf("queue.redis: %w", err)
 		}
@@ -151,15 +148,17 @@ func sqlConfig(name string, d config.Database) sqldb.Config {
 	return c
 }
 
-func redisConfig(r config.Redis) rediskv.Config {
+// redisConn is the connection part of a [cache.redis] or [queue.redis]
+// section, shared by both Redis backends.
+func redisConn(r config.Redis) redisconn.Conn {
 	mode := r.Mode
-	if mode == "standalone" {
+	if mode == redisconn.ModeStandalone {
 		mode = ""
 	}
-	return rediskv.Config{
+	return redisconn.Conn{
 		Mode: mode, Addrs: r.Addrs, MasterName: r.MasterName, Username: r.Username, Password: r.Password,
 		DB: r.DB, PoolSize: r.PoolSize, DialTimeout: r.DialTimeout.D(), ReadTimeout: r.ReadTimeout.D(),
-		WriteTimeout: r.WriteTimeout.D(), KeyPrefix: r.KeyPrefix,
+		WriteTimeout: r.WriteTimeout.D(),
 	}
 }
 

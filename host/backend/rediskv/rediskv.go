@@ -27,15 +27,15 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/wasmcorn/wasmcorn/host"
+	"github.com/wasmcorn/wasmcorn/host/backend/redisconn"
 )
 
 // Defaults for Config fields left zero.
 const (
-	DefaultAddr          = "127.0.0.1:6379"
-	DefaultDialTimeout   = time.Second
+	DefaultAddr          = redisconn.DefaultAddr
+	DefaultDialTimeout   = redisconn.DefaultDialTimeout
 	DefaultReadTimeout   = 500 * time.Millisecond
 	DefaultWriteTimeout  = 500 * time.Millisecond
 	DefaultMaxValueBytes = 1 << 20
@@ -45,35 +45,18 @@ const (
 
 // Modes of Config.Mode.
 const (
-	ModeStandalone = "standalone"
-	ModeSentinel   = "sentinel"
-	ModeCluster    = "cluster"
+	ModeStandalone = redisconn.ModeStandalone
+	ModeSentinel   = redisconn.ModeSentinel
+	ModeCluster    = redisconn.ModeCluster
 )
 
 // Config configures a Store. The zero value is a standalone server on
 // 127.0.0.1:6379 with every default.
 type Config struct {
-	// Mode is ModeStandalone (""), ModeSentinel or ModeCluster.
-	Mode string
-	// Addrs are host:port addresses: the server (standalone), the
-	// sentinels, or cluster seed nodes. Default ["127.0.0.1:6379"].
-	Addrs []string
-	// MasterName is the Sentinel master set name; required in sentinel mode.
-	MasterName string
-	// Username and Password authenticate (ACL user, or password only).
-	Username, Password string
-	// DB is the database number (standalone and sentinel only). Default 0.
-	DB int
-	// PoolSize caps connections per node. Default (0): go-redis's, 10 per
-	// GOMAXPROCS.
-	PoolSize int
-	// DialTimeout bounds establishing one connection. Default 1s.
-	DialTimeout time.Duration
-	// ReadTimeout and WriteTimeout bound one command's socket reads and
-	// writes; the call's context deadline applies too when it is earlier.
-	// Default 500ms each: a cache that answers slower than that is treated
-	// as down.
-	ReadTimeout, WriteTimeout time.Duration
+	// Conn says how to reach Redis. Its ReadTimeout and WriteTimeout
+	// default to 500ms each here: a cache that answers slower than that is
+	// treated as down.
+	redisconn.Conn
 	// KeyPrefix is prepended to every key. Default "" (none).
 	KeyPrefix string
 	// MaxValueBytes is the largest value Set and Add accept; a larger one
@@ -85,21 +68,7 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Mode == "" {
-		c.Mode = ModeStandalone
-	}
-	if len(c.Addrs) == 0 {
-		c.Addrs = []string{DefaultAddr}
-	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = DefaultReadTimeout
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
+	c.Conn = c.Conn.WithDefaults(DefaultReadTimeout)
 	if c.MaxValueBytes == 0 {
 		c.MaxValueBytes = DefaultMaxValueBytes
 	}
@@ -115,38 +84,14 @@ func (c Config) withDefaults() Config {
 // Validate reports the first invalid field of c after defaults are applied.
 func (c Config) Validate() error {
 	c = c.withDefaults()
-	switch c.Mode {
-	case ModeStandalone:
-		if len(c.Addrs) != 1 {
-			return fmt.Errorf("rediskv: standalone mode takes one address, got %d", len(c.Addrs))
-		}
-	case ModeSentinel:
-		if c.MasterName == "" {
-			return errors.New("rediskv: sentinel mode needs master_name")
-		}
-	case ModeCluster:
-		if c.DB != 0 {
-			return fmt.Errorf("rediskv: cluster mode has no database %d (only 0)", c.DB)
-		}
-	default:
-		return fmt.Errorf("rediskv: unknown mode %q (want %s, %s or %s)", c.Mode, ModeStandalone, ModeSentinel, ModeCluster)
+	if err := c.Conn.Validate(); err != nil {
+		return fmt.Errorf("rediskv: %w", err)
 	}
 	switch {
-	case c.DB < 0:
-		return fmt.Errorf("rediskv: db %d is negative", c.DB)
-	case c.PoolSize < 0:
-		return fmt.Errorf("rediskv: pool_size %d is negative", c.PoolSize)
-	case c.DialTimeout < 0 || c.ReadTimeout < 0 || c.WriteTimeout < 0:
-		return errors.New("rediskv: negative timeout")
 	case c.MaxValueBytes < 0:
 		return fmt.Errorf("rediskv: max_value_bytes %d is negative", c.MaxValueBytes)
 	case c.LockRetryMin < 0 || c.LockRetryMax < c.LockRetryMin:
 		return fmt.Errorf("rediskv: lock retry bounds %v..%v are not ordered and positive", c.LockRetryMin, c.LockRetryMax)
-	}
-	for _, a := range c.Addrs {
-		if a == "" {
-			return errors.New("rediskv: empty address")
-		}
 	}
 	return nil
 }
@@ -177,33 +122,8 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	opts := &redis.UniversalOptions{
-		Addrs:         cfg.Addrs,
-		MasterName:    cfg.MasterName,
-		IsClusterMode: cfg.Mode == ModeCluster,
-		Username:      cfg.Username,
-		Password:      cfg.Password,
-		DB:            cfg.DB,
-		PoolSize:      cfg.PoolSize,
-		DialTimeout:   cfg.DialTimeout,
-		ReadTimeout:   cfg.ReadTimeout,
-		WriteTimeout:  cfg.WriteTimeout,
-		// The call's deadline bounds a command too.
-		ContextTimeoutEnabled: true,
-		// No command retries: a retried INCRBY or SET NX whose reply was
-		// lost would apply twice, and a cache that fails is cheaper to skip
-		// than to wait for. One dial attempt per new connection, so an
-		// outage trips go-redis's dial breaker quickly.
-		MaxRetries:               -1,
-		DialerRetries:            1,
-		DisableIdentity:          true,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	}
-	if cfg.Mode == ModeSentinel {
-		opts.SentinelUsername, opts.SentinelPassword = cfg.Username, cfg.Password
-	}
 	s := &Store{
-		rdb:      redis.NewUniversalClient(opts),
+		rdb:      redisconn.NewClient(cfg.Conn),
 		cluster:  cfg.Mode == ModeCluster,
 		cachePfx: cfg.KeyPrefix + "cache:",
 		lockPfx:  cfg.KeyPrefix + "lock:",

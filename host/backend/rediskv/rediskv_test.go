@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wasmcorn/wasmcorn/host"
+	"github.com/wasmcorn/wasmcorn/host/backend/redisconn"
 	"github.com/wasmcorn/wasmcorn/internal/testsvc"
 )
 
@@ -39,17 +40,17 @@ func TestConfigValidate(t *testing.T) {
 		ok   bool
 	}{
 		{"zero is standalone localhost", Config{}, true},
-		{"sentinel", Config{Mode: ModeSentinel, MasterName: "m", Addrs: []string{"a:1", "b:1"}}, true},
-		{"sentinel without master", Config{Mode: ModeSentinel}, false},
-		{"cluster", Config{Mode: ModeCluster, Addrs: []string{"a:1", "b:1"}}, true},
-		{"cluster with db", Config{Mode: ModeCluster, DB: 2}, false},
-		{"standalone with two addrs", Config{Addrs: []string{"a:1", "b:1"}}, false},
-		{"unknown mode", Config{Mode: "ring"}, false},
-		{"negative db", Config{DB: -1}, false},
-		{"negative pool", Config{PoolSize: -1}, false},
-		{"negative timeout", Config{ReadTimeout: -time.Second}, false},
+		{"sentinel", Config{Conn: redisconn.Conn{Mode: ModeSentinel, MasterName: "m", Addrs: []string{"a:1", "b:1"}}}, true},
+		{"sentinel without master", Config{Conn: redisconn.Conn{Mode: ModeSentinel}}, false},
+		{"cluster", Config{Conn: redisconn.Conn{Mode: ModeCluster, Addrs: []string{"a:1", "b:1"}}}, true},
+		{"cluster with db", Config{Conn: redisconn.Conn{Mode: ModeCluster, DB: 2}}, false},
+		{"standalone with two addrs", Config{Conn: redisconn.Conn{Addrs: []string{"a:1", "b:1"}}}, false},
+		{"unknown mode", Config{Conn: redisconn.Conn{Mode: "ring"}}, false},
+		{"negative db", Config{Conn: redisconn.Conn{DB: -1}}, false},
+		{"negative pool", Config{Conn: redisconn.Conn{PoolSize: -1}}, false},
+		{"negative timeout", Config{Conn: redisconn.Conn{ReadTimeout: -time.Second}}, false},
 		{"unordered retry", Config{LockRetryMin: time.Second, LockRetryMax: time.Millisecond}, false},
-		{"empty addr", Config{Addrs: []string{""}}, false},
+		{"empty addr", Config{Conn: redisconn.Conn{Addrs: []string{""}}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -221,7 +222,7 @@ func TestCallerContext(t *testing.T) {
 
 func TestSlowServerIsDown(t *testing.T) {
 	ctx := context.Background()
-	s, srv := newStore(t, Config{ReadTimeout: 50 * time.Millisecond})
+	s, srv := newStore(t, Config{Conn: redisconn.Conn{ReadTimeout: 50 * time.Millisecond}})
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer admin.Close()
 	// Pause every client's commands for longer than the read timeout.
@@ -235,7 +236,7 @@ func TestSlowServerIsDown(t *testing.T) {
 	// When the caller's deadline is what ran out, that is the cause.
 	dctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	s2, err := New(Config{Addrs: []string{srv.Addr()}, ReadTimeout: time.Minute})
+	s2, err := New(Config{Conn: redisconn.Conn{Addrs: []string{srv.Addr()}, ReadTimeout: time.Minute}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +249,7 @@ func TestSlowServerIsDown(t *testing.T) {
 func TestPrefixesIsolate(t *testing.T) {
 	ctx := context.Background()
 	s, srv := newStore(t, Config{KeyPrefix: "one:"})
-	other, err := New(Config{Addrs: []string{srv.Addr()}, KeyPrefix: "two:"})
+	other, err := New(Config{Conn: redisconn.Conn{Addrs: []string{srv.Addr()}}, KeyPrefix: "two:"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +367,7 @@ func TestLockHammer(t *testing.T) {
 // ErrBackendDown; after a restart the same Store works again by itself.
 func TestOutageAndRecovery(t *testing.T) {
 	ctx := context.Background()
-	s, srv := newStore(t, Config{PoolSize: 4})
+	s, srv := newStore(t, Config{Conn: redisconn.Conn{PoolSize: 4}})
 	s.Set(ctx, "k", []byte("v"), 0)
 	tok, _ := s.Acquire(ctx, "l", time.Minute, 0)
 	srv.Kill()

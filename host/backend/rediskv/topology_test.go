@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wasmcorn/wasmcorn/host"
+	"github.com/wasmcorn/wasmcorn/host/backend/redisconn"
 	"github.com/wasmcorn/wasmcorn/internal/testsvc"
 )
 
@@ -23,11 +24,11 @@ func TestTopologies(t *testing.T) {
 	}
 	t.Run("cluster", func(t *testing.T) {
 		c := testsvc.StartRedisCluster(t)
-		testTopology(t, Config{Mode: ModeCluster, Addrs: c.Addrs(), KeyPrefix: "t:"})
+		testTopology(t, Config{Conn: redisconn.Conn{Mode: ModeCluster, Addrs: c.Addrs()}, KeyPrefix: "t:"})
 	})
 	t.Run("sentinel", func(t *testing.T) {
 		s := testsvc.StartRedisSentinel(t)
-		testTopology(t, Config{Mode: ModeSentinel, Addrs: []string{s.SentinelAddr()}, MasterName: s.MasterName, KeyPrefix: "t:"})
+		testTopology(t, Config{Conn: redisconn.Conn{Mode: ModeSentinel, Addrs: []string{s.SentinelAddr()}, MasterName: s.MasterName}, KeyPrefix: "t:"})
 	})
 }
 

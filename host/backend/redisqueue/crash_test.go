@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmcorn/wasmcorn/host/backend/redisconn"
 	"github.com/wasmcorn/wasmcorn/host/backend/redisqueue"
 	"github.com/wasmcorn/wasmcorn/host/jobs"
 	"github.com/wasmcorn/wasmcorn/host/jobs/jobstest"
@@ -13,7 +14,7 @@ import (
 )
 
 func openCrash(_ context.Context, addr string) (jobs.Backend, error) {
-	return redisqueue.New(redisqueue.Config{Addrs: []string{addr}, KeyPrefix: "crash:", PromoteEvery: 20 * time.Millisecond})
+	return redisqueue.New(redisqueue.Config{Conn: redisconn.Conn{Addrs: []string{addr}}, KeyPrefix: "crash:", PromoteEvery: 20 * time.Millisecond})
 }
 
 // TestCrashChild is the worker process of TestCrashRecovery.

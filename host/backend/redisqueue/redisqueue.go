@@ -43,40 +43,28 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/wasmcorn/wasmcorn/host/backend/redisconn"
 	"github.com/wasmcorn/wasmcorn/host/jobs"
 )
 
 // Modes of Config.Mode.
 const (
-	ModeStandalone = "standalone"
-	ModeSentinel   = "sentinel"
-	ModeCluster    = "cluster"
+	ModeStandalone = redisconn.ModeStandalone
+	ModeSentinel   = redisconn.ModeSentinel
+	ModeCluster    = redisconn.ModeCluster
 )
+
+// DefaultTimeout is the default ReadTimeout and WriteTimeout (a blocking
+// claim gets its wait on top).
+const DefaultTimeout = 2 * time.Second
 
 // Config configures a Queue. The zero value is a standalone server on
 // 127.0.0.1:6379 with every default.
 type Config struct {
-	// Mode is ModeStandalone (""), ModeSentinel or ModeCluster.
-	Mode string
-	// Addrs are host:port addresses: the server (standalone), the
-	// sentinels, or cluster seed nodes. Default ["127.0.0.1:6379"].
-	Addrs []string
-	// MasterName is the Sentinel master set name; required in sentinel mode.
-	MasterName string
-	// Username and Password authenticate (ACL user, or password only).
-	Username, Password string
-	// DB is the database number (standalone and sentinel only).
-	DB int
-	// PoolSize caps connections per node. Default: go-redis's, 10 per
-	// GOMAXPROCS.
-	PoolSize int
-	// DialTimeout bounds establishing one connection. Default 1s.
-	DialTimeout time.Duration
-	// ReadTimeout and WriteTimeout bound one command (a blocking claim
-	// gets its wait on top). Default 2s each.
-	ReadTimeout, WriteTimeout time.Duration
+	// Conn says how to reach Redis; ReadTimeout and WriteTimeout default
+	// to DefaultTimeout here.
+	redisconn.Conn
 	// KeyPrefix starts every key. Default "wasmcorn:".
 	KeyPrefix string
 	// Group is the consumer group of every ready stream. Default
@@ -97,21 +85,7 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Mode == "" {
-		c.Mode = ModeStandalone
-	}
-	if len(c.Addrs) == 0 {
-		c.Addrs = []string{"127.0.0.1:6379"}
-	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = time.Second
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = 2 * time.Second
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = 2 * time.Second
-	}
+	c.Conn = c.Conn.WithDefaults(DefaultTimeout)
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = "wasmcorn:"
 	}
@@ -136,30 +110,8 @@ func (c Config) withDefaults() Config {
 
 // Validate reports the first invalid field of c after defaults.
 func (c Config) Validate() error {
-	c = c.withDefaults()
-	switch c.Mode {
-	case ModeStandalone:
-		if len(c.Addrs) != 1 {
-			return fmt.Errorf("redisqueue: standalone mode takes one address, got %d", len(c.Addrs))
-		}
-	case ModeSentinel:
-		if c.MasterName == "" {
-			return errors.New("redisqueue: sentinel mode needs master_name")
-		}
-	case ModeCluster:
-		if c.DB != 0 {
-			return fmt.Errorf("redisqueue: cluster mode has no database %d (only 0)", c.DB)
-		}
-	default:
-		return fmt.Errorf("redisqueue: unknown mode %q (want %s, %s or %s)", c.Mode, ModeStandalone, ModeSentinel, ModeCluster)
-	}
-	if c.DB < 0 || c.PoolSize < 0 || c.DialTimeout < 0 || c.ReadTimeout < 0 || c.WriteTimeout < 0 {
-		return errors.New("redisqueue: negative db, pool size or timeout")
-	}
-	for _, a := range c.Addrs {
-		if a == "" {
-			return errors.New("redisqueue: empty address")
-		}
+	if err := c.withDefaults().Conn.Validate(); err != nil {
+		return fmt.Errorf("redisqueue: %w", err)
 	}
 	return nil
 }
@@ -219,31 +171,9 @@ func New(cfg Config) (*Queue, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	opts := &redis.UniversalOptions{
-		Addrs:                 cfg.Addrs,
-		MasterName:            cfg.MasterName,
-		IsClusterMode:         cfg.Mode == ModeCluster,
-		Username:              cfg.Username,
-		Password:              cfg.Password,
-		DB:                    cfg.DB,
-		PoolSize:              cfg.PoolSize,
-		DialTimeout:           cfg.DialTimeout,
-		ReadTimeout:           cfg.ReadTimeout,
-		WriteTimeout:          cfg.WriteTimeout,
-		ContextTimeoutEnabled: true,
-		// No automatic retries: a retried XADD whose reply was lost would
-		// submit a job twice. The runner retries claims on its own.
-		MaxRetries:               -1,
-		DialerRetries:            1,
-		DisableIdentity:          true,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	}
-	if cfg.Mode == ModeSentinel {
-		opts.SentinelUsername, opts.SentinelPassword = cfg.Username, cfg.Password
-	}
 	q := &Queue{
 		cfg:    cfg,
-		rdb:    redis.NewUniversalClient(opts),
+		rdb:    redisconn.NewClient(cfg.Conn),
 		log:    cfg.Logger,
 		closed: make(chan struct{}),
 		ops:    make(chan *pipeOp, maxPipe),

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmcorn/wasmcorn/host/backend/redisconn"
 	"github.com/wasmcorn/wasmcorn/host/backend/redisqueue"
 	"github.com/wasmcorn/wasmcorn/host/jobs"
 	"github.com/wasmcorn/wasmcorn/host/jobs/jobstest"
@@ -24,7 +25,7 @@ var storeSeq atomic.Int64
 // open returns a Queue on addr under prefix, closed by t.Cleanup.
 func open(t testing.TB, addr, prefix string) *redisqueue.Queue {
 	t.Helper()
-	q, err := redisqueue.New(redisqueue.Config{Addrs: []string{addr}, KeyPrefix: prefix, PromoteEvery: 20 * time.Millisecond})
+	q, err := redisqueue.New(redisqueue.Config{Conn: redisconn.Conn{Addrs: []string{addr}}, KeyPrefix: prefix, PromoteEvery: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestOutage(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	for _, c := range []redisqueue.Config{
+	for _, conn := range []redisconn.Conn{
 		{Mode: "galaxy"},
 		{Mode: redisqueue.ModeStandalone, Addrs: []string{"a:1", "b:2"}},
 		{Mode: redisqueue.ModeSentinel, Addrs: []string{"a:1"}},
@@ -105,6 +106,7 @@ func TestConfigValidate(t *testing.T) {
 		{Addrs: []string{""}},
 		{DB: -1},
 	} {
+		c := redisqueue.Config{Conn: conn}
 		if err := c.Validate(); err == nil {
 			t.Errorf("Validate(%+v) accepted", c)
 		}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmcorn/wasmcorn/host/backend/redisconn"
 	"github.com/wasmcorn/wasmcorn/host/backend/redisqueue"
 	"github.com/wasmcorn/wasmcorn/host/jobs"
 	"github.com/wasmcorn/wasmcorn/host/jobs/jobstest"
@@ -24,10 +25,10 @@ func topologyStores(t *testing.T, mode string) jobstest.NewStore {
 	switch mode {
 	case redisqueue.ModeCluster:
 		c := testsvc.StartRedisCluster(t)
-		cfg = redisqueue.Config{Mode: mode, Addrs: c.Addrs()}
+		cfg = redisqueue.Config{Conn: redisconn.Conn{Mode: mode, Addrs: c.Addrs()}}
 	case redisqueue.ModeSentinel:
 		s := testsvc.StartRedisSentinel(t)
-		cfg = redisqueue.Config{Mode: mode, Addrs: []string{s.SentinelAddr()}, MasterName: s.MasterName}
+		cfg = redisqueue.Config{Conn: redisconn.Conn{Mode: mode, Addrs: []string{s.SentinelAddr()}, MasterName: s.MasterName}}
 	}
 	cfg.PromoteEvery = 20 * time.Millisecond
 	return func(t *testing.T) jobstest.Store {
