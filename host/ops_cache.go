@@ -221,23 +221,60 @@ func kvScratchKey(c *Call, op abi.Op, args *abi.Values, reply []byte) (key strin
 	return unsafe.String(unsafe.SliceData(buf), len(buf)), buf[:0], true
 }
 
-// kvDurationArg reads an int of milliseconds in [0, kvMaxTTLMillis].
-func kvDurationArg(args *abi.Values, name string) (time.Duration, error) {
-	ms, err := args.Int(name)
-	if err != nil {
-		return 0, err
+// kvStart begins a cache or lock op: unavailable when its backend (what)
+// is not configured, else the namespaced key (kvScratchKey) and a reader
+// of the arguments after it. On failure buf is the complete error reply.
+func kvStart(c *Call, op abi.Op, args *abi.Values, reply []byte, configured bool, what string) (key string, buf []byte, rest kvArgs, ok bool) {
+	if !configured {
+		return "", kvFail(op, reply, abi.ErrUnavailable, "no "+what+" backend is configured"), kvArgs{}, false
 	}
-	if ms < 0 || ms > kvMaxTTLMillis {
-		return 0, errors.New(name + " " + strconv.FormatInt(ms, 10) + " is outside 0.." + strconv.FormatInt(kvMaxTTLMillis, 10))
-	}
-	return time.Duration(ms) * time.Millisecond, nil
+	key, buf, ok = kvScratchKey(c, op, args, reply)
+	return key, buf, kvArgs{v: args}, ok
 }
 
-func kvNoMore(args *abi.Values) error {
-	if args.More() {
-		return errors.New(strconv.Itoa(args.Remaining()) + " unexpected trailing argument bytes")
+// kvArgs reads the arguments of an op after its key and keeps the first
+// error, so an op reads them all and checks once, with end.
+type kvArgs struct {
+	v   *abi.Values
+	err error
+}
+
+func (a *kvArgs) bytes(name string) []byte {
+	if a.err != nil {
+		return nil
 	}
-	return nil
+	b, err := a.v.Bytes(name)
+	a.err = err
+	return b
+}
+
+func (a *kvArgs) int(name string) int64 {
+	if a.err != nil {
+		return 0
+	}
+	n, err := a.v.Int(name)
+	a.err = err
+	return n
+}
+
+// millis reads an int of milliseconds in [lo, hi] as a duration.
+func (a *kvArgs) millis(name string, lo, hi int64) time.Duration {
+	ms := a.int(name)
+	if a.err == nil && (ms < lo || ms > hi) {
+		a.err = errors.New(name + " " + strconv.FormatInt(ms, 10) + " is outside " + strconv.FormatInt(lo, 10) + ".." + strconv.FormatInt(hi, 10))
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// ttl reads a cache TTL or wait in milliseconds, 0..kvMaxTTLMillis.
+func (a *kvArgs) ttl(name string) time.Duration { return a.millis(name, 0, kvMaxTTLMillis) }
+
+// end fails when arguments remain, and returns the first error.
+func (a *kvArgs) end() error {
+	if a.err == nil && a.v.More() {
+		a.err = errors.New(strconv.Itoa(a.v.Remaining()) + " unexpected trailing argument bytes")
+	}
+	return a.err
 }
 
 // opCacheGet: (string key) -> (bytes value) | not_found. A down backend
@@ -245,14 +282,11 @@ func kvNoMore(args *abi.Values) error {
 func opCacheGet(c *Call, args *abi.Values, reply []byte) []byte {
 	const op = abi.OpCacheGet
 	cache := c.Services.kvCache()
-	if cache == nil {
-		return kvFail(op, reply, abi.ErrUnavailable, "no cache backend is configured")
-	}
-	key, buf, ok := kvScratchKey(c, op, args, reply)
+	key, buf, a, ok := kvStart(c, op, args, reply, cache != nil, "cache")
 	if !ok {
 		return buf
 	}
-	if err := kvNoMore(args); err != nil {
+	if err := a.end(); err != nil {
 		return kvFail(op, buf, abi.ErrInvalid, err.Error())
 	}
 	v, hit, err := cache.Get(kvCtx(c), key)
@@ -279,22 +313,13 @@ func opCacheGet(c *Call, args *abi.Values, reply []byte) []byte {
 func opCacheSet(c *Call, args *abi.Values, reply []byte) []byte {
 	const op = abi.OpCacheSet
 	cache := c.Services.kvCache()
-	if cache == nil {
-		return kvFail(op, reply, abi.ErrUnavailable, "no cache backend is configured")
-	}
-	key, buf, ok := kvScratchKey(c, op, args, reply)
+	key, buf, a, ok := kvStart(c, op, args, reply, cache != nil, "cache")
 	if !ok {
 		return buf
 	}
-	val, err := args.Bytes("value")
-	if err != nil {
-		return kvFail(op, buf, abi.ErrInvalid, err.Error())
-	}
-	ttl, err := kvDurationArg(args, "ttl_ms")
-	if err == nil {
-		err = kvNoMore(args)
-	}
-	if err != nil {
+	val := a.bytes("value")
+	ttl := a.ttl("ttl_ms")
+	if err := a.end(); err != nil {
 		return kvFail(op, buf, abi.ErrInvalid, err.Error())
 	}
 	if err := cache.Set(kvCtx(c), key, val, ttl); err != nil {
@@ -314,14 +339,11 @@ func opCacheSet(c *Call, args *abi.Values, reply []byte) []byte {
 func opCacheDelete(c *Call, args *abi.Values, reply []byte) []byte {
 	const op = abi.OpCacheDelete
 	cache := c.Services.kvCache()
-	if cache == nil {
-		return kvFail(op, reply, abi.ErrUnavailable, "no cache backend is configured")
-	}
-	key, buf, ok := kvScratchKey(c, op, args, reply)
+	key, buf, a, ok := kvStart(c, op, args, reply, cache != nil, "cache")
 	if !ok {
 		return buf
 	}
-	if err := kvNoMore(args); err != nil {
+	if err := a.end(); err != nil {
 		return kvFail(op, buf, abi.ErrInvalid, err.Error())
 	}
 	existed, err := cache.Delete(kvCtx(c), key)
@@ -409,22 +431,13 @@ func opCacheGetMany(c *Call, args *abi.Values, reply []byte) []byte {
 func opCacheIncr(c *Call, args *abi.Values, reply []byte) []byte {
 	const op = abi.OpCacheIncr
 	cache := c.Services.kvCache()
-	if cache == nil {
-		return kvFail(op, reply, abi.ErrUnavailable, "no cache backend is configured")
-	}
-	key, buf, ok := kvScratchKey(c, op, args, reply)
+	key, buf, a, ok := kvStart(c, op, args, reply, cache != nil, "cache")
 	if !ok {
 		return buf
 	}
-	delta, err := args.Int("delta")
-	if err != nil {
-		return kvFail(op, buf, abi.ErrInvalid, err.Error())
-	}
-	ttl, err := kvDurationArg(args, "ttl_ms")
-	if err == nil {
-		err = kvNoMore(args)
-	}
-	if err != nil {
+	delta := a.int("delta")
+	ttl := a.ttl("ttl_ms")
+	if err := a.end(); err != nil {
 		return kvFail(op, buf, abi.ErrInvalid, err.Error())
 	}
 	n, err := cache.Incr(kvCtx(c), key, delta, ttl)
@@ -440,22 +453,13 @@ func opCacheIncr(c *Call, args *abi.Values, reply []byte) []byte {
 func opCacheAdd(c *Call, args *abi.Values, reply []byte) []byte {
 	const op = abi.OpCacheAdd
 	cache := c.Services.kvCache()
-	if cache == nil {
-		return kvFail(op, reply, abi.ErrUnavailable, "no cache backend is configured")
-	}
-	key, buf, ok := kvScratchKey(c, op, args, reply)
+	key, buf, a, ok := kvStart(c, op, args, reply, cache != nil, "cache")
 	if !ok {
 		return buf
 	}
-	val, err := args.Bytes("value")
-	if err != nil {
-		return kvFail(op, buf, abi.ErrInvalid, err.Error())
-	}
-	ttl, err := kvDurationArg(args, "ttl_ms")
-	if err == nil {
-		err = kvNoMore(args)
-	}
-	if err != nil {
+	val := a.bytes("value")
+	ttl := a.ttl("ttl_ms")
+	if err := a.end(); err != nil {
 		return kvFail(op, buf, abi.ErrInvalid, err.Error())
 	}
 	added, err := cache.Add(kvCtx(c), key, val, ttl)

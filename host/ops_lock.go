@@ -1,8 +1,6 @@
 package host
 
 import (
-	"errors"
-	"strconv"
 	"time"
 
 	"github.com/wasmcorn/wasmcorn/abi"
@@ -27,17 +25,8 @@ func init() {
 	}
 }
 
-// kvLockTTLArg reads ttl_ms, which must be in 1..MaxLockTTL.
-func kvLockTTLArg(args *abi.Values) (time.Duration, error) {
-	ttl, err := kvDurationArg(args, "ttl_ms")
-	if err != nil {
-		return 0, err
-	}
-	if ttl < time.Millisecond || ttl > MaxLockTTL {
-		return 0, errors.New("ttl_ms " + strconv.FormatInt(ttl.Milliseconds(), 10) + " is outside 1.." + strconv.FormatInt(MaxLockTTL.Milliseconds(), 10))
-	}
-	return ttl, nil
-}
+// lockTTL reads a lock lease in milliseconds, 1..MaxLockTTL.
+func (a *kvArgs) lockTTL() time.Duration { return a.millis("ttl_ms", 1, MaxLockTTL.Milliseconds()) }
 
 // opLockAcquire: (string key, int ttl_ms, int wait_ms) -> (string token) |
 // conflict. The wait never runs past the call's deadline: when the deadline
@@ -47,22 +36,13 @@ func kvLockTTLArg(args *abi.Values) (time.Duration, error) {
 func opLockAcquire(c *Call, args *abi.Values, reply []byte) []byte {
 	const op = abi.OpLockAcquire
 	locker := c.Services.kvLocker()
-	if locker == nil {
-		return kvFail(op, reply, abi.ErrUnavailable, "no lock backend is configured")
-	}
-	key, buf, ok := kvScratchKey(c, op, args, reply)
+	key, buf, a, ok := kvStart(c, op, args, reply, locker != nil, "lock")
 	if !ok {
 		return buf
 	}
-	ttl, err := kvLockTTLArg(args)
-	if err != nil {
-		return kvFail(op, buf, abi.ErrInvalid, err.Error())
-	}
-	wait, err := kvDurationArg(args, "wait_ms")
-	if err == nil {
-		err = kvNoMore(args)
-	}
-	if err != nil {
+	ttl := a.lockTTL()
+	wait := a.ttl("wait_ms")
+	if err := a.end(); err != nil {
 		return kvFail(op, buf, abi.ErrInvalid, err.Error())
 	}
 	ctx := kvCtx(c)
@@ -89,18 +69,12 @@ func opLockAcquire(c *Call, args *abi.Values, reply []byte) []byte {
 func opLockRelease(c *Call, args *abi.Values, reply []byte) []byte {
 	const op = abi.OpLockRelease
 	locker := c.Services.kvLocker()
-	if locker == nil {
-		return kvFail(op, reply, abi.ErrUnavailable, "no lock backend is configured")
-	}
-	key, buf, ok := kvScratchKey(c, op, args, reply)
+	key, buf, a, ok := kvStart(c, op, args, reply, locker != nil, "lock")
 	if !ok {
 		return buf
 	}
-	tok, err := args.Bytes("token")
-	if err == nil {
-		err = kvNoMore(args)
-	}
-	if err != nil {
+	tok := a.bytes("token")
+	if err := a.end(); err != nil {
 		return kvFail(op, buf, abi.ErrInvalid, err.Error())
 	}
 	released, err := locker.Release(kvCtx(c), key, string(tok))
@@ -116,22 +90,13 @@ func opLockRelease(c *Call, args *abi.Values, reply []byte) []byte {
 func opLockExtend(c *Call, args *abi.Values, reply []byte) []byte {
 	const op = abi.OpLockExtend
 	locker := c.Services.kvLocker()
-	if locker == nil {
-		return kvFail(op, reply, abi.ErrUnavailable, "no lock backend is configured")
-	}
-	key, buf, ok := kvScratchKey(c, op, args, reply)
+	key, buf, a, ok := kvStart(c, op, args, reply, locker != nil, "lock")
 	if !ok {
 		return buf
 	}
-	tok, err := args.Bytes("token")
-	if err != nil {
-		return kvFail(op, buf, abi.ErrInvalid, err.Error())
-	}
-	ttl, err := kvLockTTLArg(args)
-	if err == nil {
-		err = kvNoMore(args)
-	}
-	if err != nil {
+	tok := a.bytes("token")
+	ttl := a.lockTTL()
+	if err := a.end(); err != nil {
 		return kvFail(op, buf, abi.ErrInvalid, err.Error())
 	}
 	extended, err := locker.Extend(kvCtx(c), key, string(tok), ttl)
