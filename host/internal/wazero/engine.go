@@ -10,9 +10,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"sync"
@@ -121,23 +123,27 @@ func (e *Engine) Compile(ctx context.Context, name string, wasm []byte, cfg engi
 	rt := e.plain
 	mode := "off"
 	sum := sha256.Sum256(wasm)
-	var code []byte
-	if cfg.Interruptible {
-		rt, mode = e.guarded, "guarded"
-		if out, ok := e.prepared(wasm, sum, true); ok {
-			code, rt, mode = out, e.plain, "instrumented"
-		}
-	}
-	if code == nil {
-		code = wasm
-	}
 	// Instances start from the data image (a copy-on-write mapping) instead
 	// of wazero applying the data segments: see wasmrewrite.DataImage.
+	code, img, instrumented := e.prepared(wasm, sum, cfg.Interruptible)
+	if cfg.Interruptible {
+		rt, mode = e.guarded, "guarded"
+		if instrumented {
+			rt, mode = e.plain, "instrumented"
+		}
+	}
 	var image *memImage
-	if dataImage != nil {
-		if stripped, img, ok := dataImage(code); ok {
-			if im, err := newMemImage(img); err == nil {
-				code, image = stripped, im
+	if img != nil {
+		if im, err := newMemImage(img); err == nil {
+			image = im
+		} else {
+			// No room for the image file: compile with the data section
+			// after all (the rewrites are cheap next to compiling).
+			code = wasm
+			if instrumented {
+				if code, err = instrumentLoops(wasm); err != nil {
+					return nil, fmt.Errorf("plugin %q: instrument: %w", name, err)
+				}
 			}
 		}
 	}
@@ -212,46 +218,96 @@ func instantiateGuarded(ctx context.Context, rt wazero.Runtime, cm wazero.Compil
 	return rt.InstantiateModule(ctx, cm, mc)
 }
 
-// preparedVersion names the output of prepared; change it whenever the
-// rewrite changes, so that modules cached by an older host are not used.
+// preparedVersion names the format and content of prepared modules on
+// disk; change it whenever the rewrites change, so that files written by
+// an older host are not used.
 const preparedVersion = "v1"
 
-// prepared returns the module with its loops instrumented when instrument
-// is true, else wasm itself. The result comes from the on-disk cache when
-// an earlier load made it (the rewrite is deterministic), keyed by the
-// input's hash, the rewrite and preparedVersion. ok is false when the
-// module cannot be instrumented: it then runs guarded.
-func (e *Engine) prepared(wasm []byte, sum [32]byte, instrument bool) (code []byte, ok bool) {
-	if !instrument {
-		return wasm, true
-	}
-	if instrumentLoops == nil {
-		return nil, false
+// prepared returns the module as it is compiled: its loops instrumented
+// when instrument is true and that is possible (instrumented reports it;
+// otherwise the module must run guarded), and, when wasmrewrite.DataImage
+// applies, without its data section, image being the initial memory
+// contents instances must start from (nil when wazero applies the data
+// itself). The result comes from the on-disk cache when an earlier load
+// made it (the rewrites are deterministic), keyed by the input's hash, the
+// mode and preparedVersion, and checked by a CRC-32C.
+func (e *Engine) prepared(wasm []byte, sum [32]byte, instrument bool) (code, image []byte, instrumented bool) {
+	kind := "plain"
+	if instrument {
+		kind = "instrumented"
 	}
 	var path string
 	if e.cacheDir != "" {
-		path = filepath.Join(e.cacheDir, "prepared", preparedVersion+"-instrumented-"+hex.EncodeToString(sum[:])+".wasm")
+		path = filepath.Join(e.cacheDir, "prepared", preparedVersion+"-"+kind+"-"+hex.EncodeToString(sum[:]))
 		if b, err := os.ReadFile(path); err == nil {
-			return b, true
+			if code, image, instrumented, ok := decodePrepared(b); ok {
+				return code, image, instrumented
+			}
 		}
 	}
-	code, err := instrumentLoops(wasm)
-	if err != nil {
-		return nil, false
+	code = wasm
+	if instrument && instrumentLoops != nil {
+		if out, err := instrumentLoops(wasm); err == nil {
+			code, instrumented = out, true
+		}
+	}
+	if dataImage != nil {
+		if c, img, ok := dataImage(code); ok {
+			code, image = c, img
+		}
 	}
 	if path != "" {
 		// Write then rename, so a concurrent or crashed writer never leaves
 		// a partial file under the final name.
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
 			tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-			if os.WriteFile(tmp, code, 0o644) == nil {
+			if os.WriteFile(tmp, encodePrepared(code, image, instrumented), 0o644) == nil {
 				if os.Rename(tmp, path) != nil {
 					os.Remove(tmp)
 				}
 			}
 		}
 	}
-	return code, true
+	return code, image, instrumented
+}
+
+// A prepared file: magic, instrumented flag, code and image lengths
+// (uint64 little endian), CRC-32C of code and image, code, image.
+const preparedMagic = "wcprep1\n"
+
+const preparedHeader = len(preparedMagic) + 1 + 8 + 8 + 4
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func encodePrepared(code, image []byte, instrumented bool) []byte {
+	b := make([]byte, preparedHeader, preparedHeader+len(code)+len(image))
+	copy(b, preparedMagic)
+	if instrumented {
+		b[len(preparedMagic)] = 1
+	}
+	binary.LittleEndian.PutUint64(b[len(preparedMagic)+1:], uint64(len(code)))
+	binary.LittleEndian.PutUint64(b[len(preparedMagic)+9:], uint64(len(image)))
+	b = append(append(b, code...), image...)
+	binary.LittleEndian.PutUint32(b[len(preparedMagic)+17:], crc32.Checksum(b[preparedHeader:], castagnoli))
+	return b
+}
+
+func decodePrepared(b []byte) (code, image []byte, instrumented, ok bool) {
+	if len(b) < preparedHeader || string(b[:len(preparedMagic)]) != preparedMagic || b[len(preparedMagic)] > 1 {
+		return nil, nil, false, false
+	}
+	nc := binary.LittleEndian.Uint64(b[len(preparedMagic)+1:])
+	ni := binary.LittleEndian.Uint64(b[len(preparedMagic)+9:])
+	rest := b[preparedHeader:]
+	if nc > uint64(len(rest)) || ni != uint64(len(rest))-nc ||
+		crc32.Checksum(rest, castagnoli) != binary.LittleEndian.Uint32(b[len(preparedMagic)+17:]) {
+		return nil, nil, false, false
+	}
+	code = rest[:nc:nc]
+	if ni > 0 {
+		image = rest[nc:]
+	}
+	return code, image, b[len(preparedMagic)] == 1, true
 }
 
 type sig struct {

@@ -1,0 +1,132 @@
+package host_test
+
+// Benchmarks of the Go guest path (issue 3 numbers): a request through the
+// real SDK on the hello and jsonapi plugins, instantiating one instance,
+// and loading a plugin with a warm compilation cache. Run them with, e.g.,
+//
+//	go test -run '^$' -bench 'Guest|Instantiate|Load' -benchtime 2s -count 3 ./host/
+//
+// cpu-ns/op (thread CPU per op) is steadier than ns/op on a shared machine.
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/wasmcorn/wasmcorn/abi"
+	"github.com/wasmcorn/wasmcorn/host"
+	"github.com/wasmcorn/wasmcorn/host/engine"
+	"github.com/wasmcorn/wasmcorn/host/enginetest"
+	"github.com/wasmcorn/wasmcorn/internal/testplugins"
+)
+
+var (
+	benchHelloReq   = enginetest.HTTPRequest("GET", "/hello/", "", nil, "Accept", "*/*", "User-Agent", "wcbench")
+	benchJSONAPIReq = enginetest.HTTPRequest("GET", "/jsonapi/", "", nil, "Accept", "*/*", "User-Agent", "wcbench")
+)
+
+// benchGuestPlugin measures requests to a repository plugin through
+// Plugin.Handle, checking the first response is a 200.
+func benchGuestPlugin(b *testing.B, name string, req []byte) {
+	if testing.Short() {
+		b.Skip("builds Wasm plugins")
+	}
+	for _, enforced := range []bool{true, false} {
+		b.Run(map[bool]string{true: "enforced", false: "trusted"}[enforced], func(b *testing.B) {
+			rt := enginetest.NewRuntime(b, host.DefaultEngine, enginetest.PluginCacheDir(b), nil)
+			p, err := enginetest.LoadPlugin(b, rt, name, func(s *host.PluginSpec) {
+				s.Limits.DeadlineEnforced = enforced
+				if v := os.Getenv("WC_GUEST_GOGC"); v != "" {
+					s.Env = map[string]string{"GOGC": v}
+				}
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			out := make([]byte, 0, 64<<10)
+			var resp abi.Response
+			if out, err = p.Handle(ctx, req, out); err != nil || abi.DecodeResponse(out, &resp) != nil || resp.Status != 200 {
+				b.Fatalf("%s: %v, status %d", name, err, resp.Status)
+			}
+			enginetest.Loop(b, func() {
+				if out, err = p.Handle(ctx, req, out); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkGuestHello: plugins/hello, the thin JSON handler (bench "json").
+func BenchmarkGuestHello(b *testing.B) { benchGuestPlugin(b, "hello", benchHelloReq) }
+
+// BenchmarkGuestJSONAPI: plugins/jsonapi /jsonapi/, 10 structs encoded
+// with encoding/json (bench "jsonstruct").
+func BenchmarkGuestJSONAPI(b *testing.B) { benchGuestPlugin(b, "jsonapi", benchJSONAPIReq) }
+
+// nopCaller answers every host call with an empty reply.
+type nopCaller struct{}
+
+func (nopCaller) HostCall(_ context.Context, _ uint32, _ []byte, reply []byte) []byte { return reply }
+
+// BenchmarkInstantiate: one ready instance of the hello plugin (instantiate,
+// _initialize, ABI check) and its Close, at the engine level, warm cache.
+func BenchmarkInstantiate(b *testing.B) {
+	if testing.Short() {
+		b.Skip("builds Wasm plugins")
+	}
+	ctx := context.Background()
+	e, err := engine.New(host.DefaultEngine, engine.Config{CacheDir: enginetest.PluginCacheDir(b) + "/" + host.DefaultEngine})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close(ctx)
+	m, err := e.Compile(ctx, "hello", testplugins.Bytes(b, "hello"), engine.ModuleConfig{MaxMemoryPages: 4096, Interruptible: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close(ctx)
+	enginetest.Loop(b, func() {
+		in, err := m.Instantiate(ctx, nopCaller{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		in.Close(ctx)
+	})
+}
+
+// BenchmarkLoad: Runtime.Load of the hello plugin with a warm on-disk
+// compilation cache and the default pool (Min 2 instances), each time on a
+// new Runtime (as after a restart: nothing compiled in memory). load-ms/op
+// is Plugin.LoadDuration; ns/op also counts the Runtime's creation.
+func BenchmarkLoad(b *testing.B) {
+	if testing.Short() {
+		b.Skip("builds Wasm plugins")
+	}
+	wasm := testplugins.Bytes(b, "hello")
+	ctx := context.Background()
+	var total time.Duration
+	load := func() {
+		rt, err := host.NewRuntime(host.RuntimeOptions{Engine: host.DefaultEngine, CacheDir: enginetest.PluginCacheDir(b)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rt.Close(ctx)
+		p, err := rt.Load(ctx, host.PluginSpec{Name: "hello", Wasm: wasm, Pool: host.DefaultPoolConfig(), Limits: host.DefaultLimits()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += p.LoadDuration()
+		p.Drain(ctx)
+	}
+	load() // warm the on-disk caches
+	total = 0
+	n := 0
+	for b.Loop() {
+		load()
+		n++
+	}
+	b.ReportMetric(total.Seconds()*1000/float64(n), "load-ms/op")
+}
