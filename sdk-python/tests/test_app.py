@@ -240,6 +240,8 @@ def test_deadline_exceeded_becomes_504(host):
     r = TestClient(app, host=host).get("/slow")
     assert r.status == 504
     assert host.logs[-1][1] == "handler stopped at its deadline"
+    attrs = host.logs[-1][2]
+    assert "DeadlineExceeded" in attrs["traceback"] and "in slow" in attrs["traceback"]
 
 
 def test_header_and_path_encodings(host):

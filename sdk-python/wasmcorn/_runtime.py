@@ -98,7 +98,8 @@ class Server:
             except HTTPError as e:
                 resp = e.response()
             except DeadlineExceeded:
-                _log.warning("handler stopped at its deadline", method=request.method, path=request.path)
+                _log_exception("handler stopped at its deadline", level="warning",
+                               method=request.method, path=request.path)
                 return _RESP_504
             except BaseException:  # noqa: BLE001 - every app error becomes a logged 500
                 _log_exception("unhandled exception in handler", method=request.method, path=request.path)
@@ -126,7 +127,7 @@ class Server:
             except RetryJob as e:
                 return _result(_abi.JOB_RETRY, str(e) or "retry requested")
             except DeadlineExceeded:
-                _log.warning("job stopped at its deadline", queue=j.queue, job=j.id)
+                _log_exception("job stopped at its deadline", level="warning", queue=j.queue, job=j.id)
                 return _result(_abi.JOB_RETRY, "deadline exceeded")
             except BaseException as e:  # noqa: BLE001 - logged, and the job is retried
                 _log_exception("unhandled exception in job handler", queue=j.queue, job=j.id, attempt=j.attempt)
@@ -210,7 +211,7 @@ def _result(status, message=""):
     return _abi.encode_job_result(status, message.encode("utf-8", "replace"))
 
 
-def _log_exception(what, **attrs):
+def _log_exception(what, level="error", **attrs):
     import traceback
 
     etype, e, tb = sys.exc_info()
@@ -221,7 +222,7 @@ def _log_exception(what, **attrs):
         tb = tb.tb_next
     text = "".join(traceback.format_exception(etype, e, tb))
     try:
-        _log.error(what, error="%s: %s" % (etype.__name__, e), traceback=text, **attrs)
+        getattr(_log, level)(what, error="%s: %s" % (etype.__name__, e), traceback=text, **attrs)
     except BaseException:  # noqa: BLE001 - fall back to stderr, which the server logs too
         sys.stderr.write("%s\n%s" % (what, text))
 

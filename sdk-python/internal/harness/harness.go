@@ -23,6 +23,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasmcorn/wasmcorn/abi"
+	"github.com/wasmcorn/wasmcorn/internal/wasmrewrite"
 	"github.com/wasmcorn/wasmcorn/sdk-python/bundlefs"
 )
 
@@ -137,6 +138,10 @@ func (h *Host) dispatch(op uint32, in []byte) []byte {
 type Runtime struct {
 	rt   wazero.Runtime
 	host *Host
+	// Instrument makes Compile rewrite modules with the host's loop
+	// instrumentation (internal/wasmrewrite), as the server does for
+	// plugins with enforced deadlines; set it before Compile.
+	Instrument bool
 }
 
 // pending is the per-instance reply that did not fit the guest's buffer.
@@ -234,6 +239,11 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte) (*Plugin, error) {
 	files, err := bundlefs.New(sec)
 	if err != nil {
 		return nil, err
+	}
+	if r.Instrument {
+		if module, err = wasmrewrite.InstrumentLoops(module, wasmrewrite.Options{}); err != nil {
+			return nil, fmt.Errorf("harness: instrument: %w", err)
+		}
 	}
 	cm, err := r.rt.CompileModule(ctx, module)
 	if err != nil {

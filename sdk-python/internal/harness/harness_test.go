@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -566,4 +567,80 @@ func TestDjangoWSGI(t *testing.T) {
 	if r, _ := do(t, in, Get("/py-django/nope", "Host", "example.test")); r.Status != 404 {
 		t.Fatalf("unknown path: %d", r.Status)
 	}
+}
+
+// TestMeasureDeadlineModes compares the per-request CPU cost of the three
+// ways a deadline can be enforced in Python guest code, side by side
+// (rounds interleaved, medians): no instrumentation (the soft deadline
+// alone, no hard bound), the host's loop instrumentation (soft deadline
+// plus a hard bound) and wazero's CloseOnContextDone ("guarded").
+// Run: go test -run TestMeasureDeadlineModes -v ./sdk-python/internal/harness
+func TestMeasureDeadlineModes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measurement")
+	}
+	wasm := buildPlugin(t, "off")
+	ctx := context.Background()
+	type mode struct {
+		name string
+		in   *Instance
+		ctx  context.Context
+	}
+	var modes []*mode
+	for _, name := range []string{"off", "instrumented", "guarded"} {
+		h := NewHost(map[string]string{"greeting": "hej"})
+		rt, err := NewRuntime(ctx, h, cacheDir(), name == "guarded")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rt.Close(ctx) })
+		rt.Instrument = name == "instrumented"
+		p, err := rt.Compile(ctx, wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := p.Instantiate(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A context with a deadline, as every server call has: guarded mode
+		// pays for watching it.
+		cctx, cancel := context.WithTimeout(ctx, time.Hour)
+		t.Cleanup(cancel)
+		modes = append(modes, &mode{name, in, cctx})
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for _, route := range []string{"/hello", "/work"} {
+		req := Get(route)
+		const rounds, reqs = 7, 400
+		per := make(map[string][]time.Duration)
+		for r := 0; r < rounds; r++ {
+			for _, m := range modes {
+				for i := 0; i < reqs/4; i++ { // warm
+					if _, err := m.in.Call(m.ctx, abi.ExportHandle, req); err != nil {
+						t.Fatal(err)
+					}
+				}
+				cpu0 := ThreadCPU()
+				for i := 0; i < reqs; i++ {
+					if _, err := m.in.Call(m.ctx, abi.ExportHandle, req); err != nil {
+						t.Fatal(err)
+					}
+				}
+				per[m.name] = append(per[m.name], (ThreadCPU()-cpu0)/reqs)
+			}
+		}
+		base := median(per["off"])
+		for _, m := range modes {
+			med := median(per[m.name])
+			t.Logf("%-6s %-12s %8v CPU per request (%.2fx off)", route, m.name, med, float64(med)/float64(base))
+		}
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

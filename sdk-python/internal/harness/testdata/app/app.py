@@ -14,6 +14,15 @@ def hello(request):
     return {"message": "hello"}
 
 
+@app.get("/work")
+def work_route(request):
+    # A request with some Python work in it (loops, dicts, JSON), for the
+    # deadline-mode measurement.
+    rows = [{"id": i, "name": "item-%d" % i, "price": i * 1.5} for i in range(50)]
+    rows.sort(key=lambda r: -r["price"])
+    return {"total": sum(r["price"] for r in rows), "rows": rows[:10]}
+
+
 @app.get("/boom")
 def boom(request):
     return {"ratio": 1 / int(request.query.get("d", "0"))}
