@@ -90,7 +90,7 @@ func Scenarios() []Scenario {
 		{Name: "c10k", Path: "/json", Method: get, Connections: C10kConnections, Timeout: 30 * time.Second,
 			Description: "json over 10,000 concurrent keep-alive connections"},
 		{Name: "reload", Path: "/json", Method: get, Reload: true, SameAs: "json",
-			Description: "json while new versions of the plugin are deployed back to back (wasmcorn only)"},
+			Description: "json while a new version of the plugin is deployed every second (two versions alternate, compiled before the run: a warm compilation cache) (wasmcorn only)"},
 		{Name: "py-json", Path: "/json", Method: get, Python: true, SameAs: "json",
 			Description: "json from a Python handler (wasmcorn only)"},
 		{Name: "py-db", Path: "/db", Method: get, IDs: true, NeedsDB: true, NeedsRedis: true, Cache: "redis", Python: true, SameAs: "db",

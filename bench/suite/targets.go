@@ -65,7 +65,9 @@ type JobCounter interface {
 }
 
 // Reloader is an Instance that can replace its plugin while serving
-// (the reload scenario). Reload makes version n of the plugin current.
+// (the reload scenario). Reload makes version n of the plugin current;
+// versions n and n+2 are the same module, so after two reloads every
+// module is one the server has compiled before.
 type Reloader interface {
 	Reload(ctx context.Context, n int) error
 }

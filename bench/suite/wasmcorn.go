@@ -420,9 +420,10 @@ func (i *wasmcornInstance) Pids() []int { return []int{i.p.Pid()} }
 func (i *wasmcornInstance) Stop() error { return i.p.Stop(30 * time.Second) }
 
 // Reload writes version n of the scenario's plugin (the original module
-// with a custom section naming n appended, so its hash differs) next to the
-// served one and renames it into place, as a deploy would, then waits until
-// the server reports the new version serving.
+// with a custom section naming n%2 appended, so consecutive versions'
+// hashes differ) next to the served one and renames it into place, as a
+// deploy would, then waits until the server reports the new version
+// serving.
 func (i *wasmcornInstance) Reload(ctx context.Context, n int) error {
 	if i.plugin == "" {
 		return errors.New("scenario has no plugin to reload")
@@ -438,7 +439,7 @@ func (i *wasmcornInstance) Reload(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	wasm = appendCustomSection(wasm, "wcbench-version", []byte(strconv.Itoa(n)))
+	wasm = appendCustomSection(wasm, "wcbench-version", []byte(strconv.Itoa(n%2)))
 	dst := filepath.Join(i.plugins, i.plugin+".wasm")
 	tmp := filepath.Join(i.dir, i.plugin+".wasm.new") // outside the watched directory
 	if err := os.WriteFile(tmp, wasm, 0o644); err != nil {
