@@ -178,8 +178,8 @@ func (s *services) serveManageDead(ctx *fasthttp.RequestCtx, verb string) {
 func (e *Env) jobsCmd(ctx context.Context, args []string) error {
 	const usage = "[-config file] [-admin addr] [stats | dead QUEUE [-n N] | requeue QUEUE (-all | ID...) | purge QUEUE (-all | ID...)]"
 	fs := e.flagSet("jobs", usage)
-	var cf configFlags
-	cf.register(fs, false)
+	cf := configFlags{fs: fs}
+	fs.StringVar(&cf.file, "config", "", "config `file` whose admin.listen is used (default $WASMCORN_CONFIG, else ./"+DefaultConfigFile+" when present)")
 	admin := fs.String("admin", "", "admin `address` host:port of the running server (default: admin.listen of the config)")
 	if err := parse(fs, args); err != nil {
 		return err

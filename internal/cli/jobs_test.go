@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -96,6 +97,12 @@ func testJobsCommand(t *testing.T, cfg *config.Config) {
 	out, err := jobsCmd()
 	if err != nil || !strings.Contains(out, "emails") || !strings.Contains(out, "DEAD") {
 		t.Fatalf("jobs: %v\n%s", err, out)
+	}
+	// Without -admin the address is the config's admin.listen.
+	conf := filepath.Join(t.TempDir(), "wasmcorn.toml")
+	writeFile(t, conf, "[admin]\nlisten = \""+addr+"\"\n")
+	if out2, _, err := run(t, nil, "jobs", "-config", conf, "stats"); err != nil || out2 != out {
+		t.Fatalf("jobs -config: %v\n%s\nwant\n%s", err, out2, out)
 	}
 	out, err = jobsCmd("dead", "emails", "-n", "10")
 	if err != nil {
