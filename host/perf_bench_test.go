@@ -11,6 +11,9 @@ package host_test
 import (
 	"context"
 	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,4 +132,78 @@ func BenchmarkLoad(b *testing.B) {
 		n++
 	}
 	b.ReportMetric(total.Seconds()*1000/float64(n), "load-ms/op")
+}
+
+// BenchmarkInstanceMemory reports what one more ready instance of the hello
+// plugin costs after serving one request: growth of the process's RSS and
+// PSS (smaps_rollup; pages shared between instances, such as the data
+// image, count once in PSS) over 8 instances, divided by 8.
+func BenchmarkInstanceMemory(b *testing.B) {
+	if testing.Short() {
+		b.Skip("builds Wasm plugins")
+	}
+	if _, err := os.Stat("/proc/self/smaps_rollup"); err != nil {
+		b.Skip("needs /proc/self/smaps_rollup")
+	}
+	ctx := context.Background()
+	e, err := engine.New(host.DefaultEngine, engine.Config{CacheDir: enginetest.PluginCacheDir(b) + "/" + host.DefaultEngine})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close(ctx)
+	m, err := e.Compile(ctx, "hello", testplugins.Bytes(b, "hello"), engine.ModuleConfig{MaxMemoryPages: 4096, Interruptible: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close(ctx)
+	const n = 8
+	var rss, pss float64
+	runs := 0
+	for b.Loop() {
+		runtime.GC()
+		rss0, pss0 := smapsRollup(b)
+		ins := make([]engine.Instance, n)
+		for i := range ins {
+			in, err := m.Instantiate(ctx, nopCaller{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := in.Call(ctx, abi.ExportHandle, benchHelloReq, 1<<20); err != nil {
+				b.Fatal(err)
+			}
+			ins[i] = in
+		}
+		runtime.GC()
+		rss1, pss1 := smapsRollup(b)
+		rss += float64(rss1-rss0) / n
+		pss += float64(pss1-pss0) / n
+		runs++
+		for _, in := range ins {
+			in.Close(ctx)
+		}
+	}
+	b.ReportMetric(rss/float64(runs)/(1<<20), "RSS-MiB/instance")
+	b.ReportMetric(pss/float64(runs)/(1<<20), "PSS-MiB/instance")
+}
+
+// smapsRollup returns the process's Rss and Pss in bytes.
+func smapsRollup(b *testing.B) (rss, pss int64) {
+	st, err := os.ReadFile("/proc/self/smaps_rollup")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(st), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "Rss:":
+			rss = v << 10
+		case "Pss:":
+			pss = v << 10
+		}
+	}
+	return rss, pss
 }
