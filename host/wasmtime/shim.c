@@ -164,11 +164,13 @@ int wt_call(wt_store *s, int which, uintptr_t reqp, size_t n) {
   s->trap = NULL;
   s->result = 0;
   if (s->epoch) {
-    wasmtime_context_set_epoch_deadline(s->cx, 1);
-    // Pairs with wt_interrupt: the deadline was set from the epoch read
-    // just now; if that read saw Interrupt's increment, the flag stored
-    // before it is seen here; if not, the increment is still to come and
-    // will pass the deadline.
+    // The deadline is not set again here: it is always at most one tick
+    // past the engine's epoch (set so at store creation, and by every
+    // wt_epoch_deadline), so any increment from now on passes it. An
+    // increment that came while the store was idle only makes the guest
+    // enter wt_epoch_deadline once at its first check, which re-arms it.
+    // Pairs with wt_interrupt: if the flag is not seen here, Interrupt's
+    // increment is still to come and will pass the deadline.
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     if (__atomic_load_n(&s->interrupt, __ATOMIC_RELAXED)) return WT_INTERRUPTED;
   }
