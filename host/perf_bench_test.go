@@ -74,6 +74,23 @@ type nopCaller struct{}
 
 func (nopCaller) HostCall(_ context.Context, _ uint32, _ []byte, reply []byte) []byte { return reply }
 
+// compileHello compiles the hello plugin on a new engine of the default
+// kind, with the shared warm compilation cache; both are closed when b ends.
+func compileHello(b *testing.B) engine.Module {
+	ctx := context.Background()
+	e, err := engine.New(host.DefaultEngine, engine.Config{CacheDir: enginetest.PluginCacheDir(b) + "/" + host.DefaultEngine})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := e.Compile(ctx, "hello", testplugins.Bytes(b, "hello"), engine.ModuleConfig{MaxMemoryPages: 4096, Interruptible: true})
+	if err != nil {
+		e.Close(ctx)
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close(ctx); e.Close(ctx) })
+	return m
+}
+
 // BenchmarkInstantiate: one ready instance of the hello plugin (instantiate,
 // _initialize, ABI check) and its Close, at the engine level, warm cache.
 func BenchmarkInstantiate(b *testing.B) {
@@ -81,16 +98,7 @@ func BenchmarkInstantiate(b *testing.B) {
 		b.Skip("builds Wasm plugins")
 	}
 	ctx := context.Background()
-	e, err := engine.New(host.DefaultEngine, engine.Config{CacheDir: enginetest.PluginCacheDir(b) + "/" + host.DefaultEngine})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close(ctx)
-	m, err := e.Compile(ctx, "hello", testplugins.Bytes(b, "hello"), engine.ModuleConfig{MaxMemoryPages: 4096, Interruptible: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close(ctx)
+	m := compileHello(b)
 	enginetest.Loop(b, func() {
 		in, err := m.Instantiate(ctx, nopCaller{})
 		if err != nil {
@@ -146,16 +154,7 @@ func BenchmarkInstanceMemory(b *testing.B) {
 		b.Skip("needs /proc/self/smaps_rollup")
 	}
 	ctx := context.Background()
-	e, err := engine.New(host.DefaultEngine, engine.Config{CacheDir: enginetest.PluginCacheDir(b) + "/" + host.DefaultEngine})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close(ctx)
-	m, err := e.Compile(ctx, "hello", testplugins.Bytes(b, "hello"), engine.ModuleConfig{MaxMemoryPages: 4096, Interruptible: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close(ctx)
+	m := compileHello(b)
 	const n = 8
 	var rss, pss float64
 	runs := 0
