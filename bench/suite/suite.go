@@ -526,6 +526,9 @@ func measure(ctx context.Context, env *Env, opts *Options, sc *Scenario, t Targe
 	}
 	if err := waitServing(ctx, cfg); err != nil {
 		m.Error = "not serving: " + err.Error()
+		if err := exited(inst); err != nil {
+			m.Error += "; " + err.Error()
+		}
 		return m
 	}
 
@@ -630,7 +633,11 @@ func measure(ctx context.Context, env *Env, opts *Options, sc *Scenario, t Targe
 		m.PSS = after.PSS
 		m.Procs = after.Procs
 	} else if m.Error == "" {
-		m.Error = fmt.Sprintf("process usage: %v %v", usageErr, afterErr)
+		m.Error = fmt.Sprintf("process usage: before the run: %v; after it: %v", usageErr, afterErr)
+	}
+	// A server that died during the run explains every other error.
+	if err := exited(inst); err != nil {
+		m.Error = err.Error()
 	}
 	if sc.Reload {
 		m.Reloads = reloads.done

@@ -58,6 +58,21 @@ type Instance interface {
 	Stop() error
 }
 
+// exitReporter is an Instance that can tell whether one of its processes
+// exited by itself (a crash), with its exit status and log (proc.Exited).
+type exitReporter interface {
+	Exited() error
+}
+
+// exited returns inst's unexpected exit, nil while it runs or when it
+// cannot tell.
+func exited(inst Instance) error {
+	if r, ok := inst.(exitReporter); ok {
+		return r.Exited()
+	}
+	return nil
+}
+
 // JobCounter is an Instance that reports how many queued jobs it has
 // executed so far (the queue scenarios).
 type JobCounter interface {
@@ -156,6 +171,16 @@ func (i *procInstance) Pids() []int {
 		p = append(p, pr.Pid())
 	}
 	return p
+}
+
+// Exited reports a process of the instance that exited by itself.
+func (i *procInstance) Exited() error {
+	for _, p := range i.procs {
+		if err := p.Exited(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (i *procInstance) Stop() error {

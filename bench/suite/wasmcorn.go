@@ -415,9 +415,10 @@ type wasmcornInstance struct {
 	lastHash     string
 }
 
-func (i *wasmcornInstance) URL() string { return i.url }
-func (i *wasmcornInstance) Pids() []int { return []int{i.p.Pid()} }
-func (i *wasmcornInstance) Stop() error { return i.p.Stop(30 * time.Second) }
+func (i *wasmcornInstance) URL() string   { return i.url }
+func (i *wasmcornInstance) Pids() []int   { return []int{i.p.Pid()} }
+func (i *wasmcornInstance) Stop() error   { return i.p.Stop(30 * time.Second) }
+func (i *wasmcornInstance) Exited() error { return i.p.Exited() }
 
 // Reload writes version n of the scenario's plugin (the original module
 // with a custom section naming n%2 appended, so consecutive versions'

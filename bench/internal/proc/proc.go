@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -27,10 +28,11 @@ type Process struct {
 	// LogPath receives the process's stdout and stderr.
 	LogPath string
 
-	cmd  *exec.Cmd
-	done chan struct{}
-	once sync.Once
-	err  error // Wait's result, set before done closes
+	cmd      *exec.Cmd
+	done     chan struct{}
+	once     sync.Once
+	stopping atomic.Bool // Stop was called: an exit is expected
+	err      error       // Wait's result, set before done closes
 }
 
 // Start runs cmd with stdout and stderr appended to logPath, in its own
@@ -78,12 +80,60 @@ func (p *Process) Signal(sig syscall.Signal) error {
 	return nil
 }
 
+// Exited returns nil while the process runs (or once Stop has stopped
+// it); when it has exited by itself, an error naming it, its exit status
+// (or the signal that killed it) and the tail of its log, so that a server
+// that crashed under load is diagnosable from the failure message alone.
+func (p *Process) Exited() error {
+	if p.stopping.Load() {
+		return nil
+	}
+	select {
+	case <-p.done:
+	default:
+		return nil
+	}
+	status := "exit status 0"
+	if p.err != nil {
+		status = p.err.Error()
+	}
+	return fmt.Errorf("%s (pid %d) exited unexpectedly (%s); %s",
+		p.Name, p.Pid(), status, crashReport(p.LogPath, logTailLines))
+}
+
+// crashReport quotes the log at path for an unexpected exit: from the
+// last Go crash header ("panic: ", "fatal error: ", "SIGSEGV: ", which a
+// tail would miss under the goroutine dump that follows it) when there is
+// one, else the tail; n lines either way.
+func crashReport(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read log %s: %v)", path, err)
+	}
+	text := string(b)
+	at := -1
+	for _, h := range []string{"panic: ", "fatal error: ", "SIGSEGV: "} {
+		// Index in "\n"+text of "\n"+h is the header's index in text.
+		at = max(at, strings.LastIndex("\n"+text, "\n"+h))
+	}
+	if at < 0 {
+		return "log tail:\n" + Tail(path, n)
+	}
+	lines := strings.SplitN(text[at:], "\n", n+1)
+	return "crash report from the log:\n" + strings.Join(lines[:min(n, len(lines))], "\n")
+}
+
+// logTailLines is how much of a process's log errors quote.
+const logTailLines = 30
+
 // Stop sends SIGTERM and waits up to grace for the process to exit, then
 // kills its whole process group. It returns nil once the process is gone,
-// whatever its exit status.
+// whatever its exit status (Exited, called before, tells whether it had
+// exited by itself).
 func (p *Process) Stop(grace time.Duration) error {
 	var err error
 	p.once.Do(func() {
+		p.stopping.Store(true)
 		if err = p.Signal(syscall.SIGTERM); err != nil {
 			return
 		}
@@ -131,7 +181,7 @@ func WaitTCP(ctx context.Context, addr string, p *Process, timeout time.Duration
 			select {
 			case <-p.done:
 				return fmt.Errorf("%s exited before listening on %s (%v); log tail:\n%s",
-					p.Name, addr, p.err, p.LogTail(20))
+					p.Name, addr, p.err, p.LogTail(logTailLines))
 			default:
 			}
 		}

@@ -100,3 +100,52 @@ func TestWaitTCPReportsExit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestExited: a process that dies by itself is reported with its exit
+// status and the start of its Go crash report (not just the goroutine dump
+// below it); one that is running, or was stopped, is not.
+func TestExited(t *testing.T) {
+	dir := t.TempDir()
+	script := `echo starting; echo "panic: assignment to entry in nil map"; echo; ` +
+		`for i in $(seq 100); do echo "goroutine $i [running]:"; done; exit 2`
+	p, err := Start("crasher", exec.Command("/bin/sh", "-c", script), filepath.Join(dir, "crash.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	err = p.Exited()
+	if err == nil {
+		t.Fatal("Exited() = nil for a process that exited by itself")
+	}
+	for _, want := range []string{"crasher (pid", "exit status 2", "panic: assignment to entry in nil map", "goroutine 1 [running]"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Exited() = %q, lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "goroutine 100 ") {
+		t.Errorf("Exited() quotes the whole dump: %q", err)
+	}
+
+	q, err := Start("quitter", exec.Command("/bin/sh", "-c", "echo bye; kill -9 $$"), filepath.Join(dir, "quit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-q.Done()
+	if err := q.Exited(); err == nil || !strings.Contains(err.Error(), "signal: killed") || !strings.Contains(err.Error(), "log tail:\nbye") {
+		t.Errorf("Exited() = %v, want the signal and the log tail", err)
+	}
+
+	s, err := Start("sleeper", exec.Command("sleep", "60"), filepath.Join(dir, "sleep.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Exited(); err != nil {
+		t.Errorf("running: Exited() = %v", err)
+	}
+	if err := s.Stop(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Exited(); err != nil {
+		t.Errorf("stopped: Exited() = %v", err)
+	}
+}
