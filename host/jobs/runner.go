@@ -455,7 +455,17 @@ func (r *Runner) run(q *queueRunner, st *queueState, j *Job) {
 	if err != nil && (r.hardCtx.Err() != nil || notRun(err)) {
 		// Shutdown cut it short, or the plugin had no instance for it (all
 		// busy serving requests, or draining for a reload): not the job's
-		// fault, so the delivery does not count as an attempt.
+		// fault, so the delivery does not count as an attempt. A job that
+		// found no instance waits a moment first (its slot is already
+		// free), so a pool that fails at once cannot spin claim/release.
+		if r.hardCtx.Err() == nil {
+			t := time.NewTimer(notRunPause)
+			select {
+			case <-t.C:
+			case <-r.hardCtx.Done():
+				t.Stop()
+			}
+		}
 		r.release(q, j)
 		return
 	}
@@ -476,6 +486,10 @@ func (r *Runner) run(q *queueRunner, st *queueState, j *Job) {
 		r.retry(q, j, maxAttempts, fmt.Sprintf("handler returned unknown status %d", res.Status))
 	}
 }
+
+// notRunPause is how long a job that found no free instance waits before
+// it is released.
+const notRunPause = 50 * time.Millisecond
 
 // notRun reports whether an executor error means the job never started:
 // its plugin had no free instance within the pool's wait, or was closing.
