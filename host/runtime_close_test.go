@@ -12,15 +12,13 @@ import (
 	"github.com/wasmcorn/wasmcorn/internal/testplugins"
 )
 
-// TestCloseDuringLoad closes a runtime while a Load is compiling. Close
-// used to close wazero's engine under the compiler, whose next write to
-// the engine's (now nil) module map panicked: the load failed with "the
-// compiler panicked: assignment to entry in nil map", and the race
-// detector reported the map access. Close now waits for the load, and
-// later loads fail with ErrRuntimeClosed.
-func TestCloseDuringLoad(t *testing.T) {
+// compiling returns a new runtime (no disk cache: compiles are cold) that
+// has been compiling a slow module for 20ms, the module, and the channel
+// the load's error arrives on.
+func compiling(t *testing.T) (*host.Runtime, []byte, chan error) {
+	t.Helper()
 	wasm := testplugins.SlowCompile(3000)
-	rt, err := host.NewRuntime(host.RuntimeOptions{}) // no disk cache: a cold compile
+	rt, err := host.NewRuntime(host.RuntimeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,10 +28,21 @@ func TestCloseDuringLoad(t *testing.T) {
 		loaded <- err
 	}()
 	time.Sleep(20 * time.Millisecond) // the compiler is running by now
+	return rt, wasm, loaded
+}
+
+// TestCloseDuringLoad closes a runtime while a Load is compiling. Close
+// used to close wazero's engine under the compiler, whose next write to
+// the engine's (now nil) module map panicked: the load failed with "the
+// compiler panicked: assignment to entry in nil map", and the race
+// detector reported the map access. Close now waits for the load, and
+// later loads fail with ErrRuntimeClosed.
+func TestCloseDuringLoad(t *testing.T) {
+	rt, wasm, loaded := compiling(t)
 	if err := rt.Close(context.Background()); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	err = <-loaded
+	err := <-loaded
 	if err == nil || strings.Contains(err.Error(), "panicked") ||
 		!(errors.Is(err, engine.ErrMissingExport) || errors.Is(err, host.ErrRuntimeClosed)) {
 		t.Fatalf("load during close: %v; want the module's missing exports (or ErrRuntimeClosed)", err)
@@ -48,17 +57,7 @@ func TestCloseDuringLoad(t *testing.T) {
 // still compiles returns the context's error instead of closing the
 // engines under it; the load then finishes normally.
 func TestCloseWaitsForLoadUntilCtx(t *testing.T) {
-	wasm := testplugins.SlowCompile(3000)
-	rt, err := host.NewRuntime(host.RuntimeOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	loaded := make(chan error, 1)
-	go func() {
-		_, err := rt.Load(context.Background(), host.PluginSpec{Name: "many", Wasm: wasm})
-		loaded <- err
-	}()
-	time.Sleep(20 * time.Millisecond)
+	rt, _, loaded := compiling(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := rt.Close(ctx); !errors.Is(err, context.Canceled) {
