@@ -146,7 +146,10 @@ func TestE2EPythonPlugins(t *testing.T) {
 	buildPlugin(t, root, plugins, "py-cached", ex("py-cached"), "")
 	buildPlugin(t, root, plugins, "py-jobs", ex("py-jobs"), readManifest(t, ex("py-jobs.toml")))
 	buildPlugin(t, root, plugins, "py-flask", ex("py-flask"), "")
-	buildPlugin(t, root, plugins, "py-spin", "testdata/spin", "[limits]\ntimeout = \"300ms\"\n")
+	// One instance, so that reuse after a soft stop is observable; requests
+	// wait for its replacement after a hard stop.
+	buildPlugin(t, root, plugins, "py-spin", "testdata/spin",
+		"[limits]\ntimeout = \"300ms\"\n[pool]\nmin = 1\nmax = 1\nmax_wait = \"60s\"\n")
 
 	cfgFile := filepath.Join(work, "wasmcorn.toml")
 	port := freePort(t)
@@ -279,7 +282,32 @@ backoff_min = "100ms"
 		if spinStatus != 504 {
 			t.Fatalf("runaway handler: status %d, want 504", spinStatus)
 		}
-		c.json("GET", "/py-spin/ok", "", 200)
+		// The soft stop (a Python exception) left the instance usable: the
+		// pool of one still has the same instance.
+		first := c.json("GET", "/py-spin/ok", "", 200)["instance"]
+		if status, _, _ := c.do("GET", "/py-spin/", ""); status != 504 {
+			t.Fatalf("second runaway: status %d, want 504", status)
+		}
+		if got := c.json("GET", "/py-spin/ok", "", 200)["instance"]; got != first {
+			t.Fatalf("instance replaced after a soft stop (%v, then %v)", first, got)
+		}
+		if log := serveErr.String(); !strings.Contains(log, "DeadlineExceeded") || !strings.Contains(log, "while True") {
+			t.Errorf("no traceback of the soft stop in the server log")
+		}
+		// Code the soft stop cannot reach is stopped hard; the instance is
+		// replaced.
+		for _, path := range []string{"/py-spin/spin-c", "/py-spin/swallow"} {
+			start := time.Now()
+			if status, _, _ := c.do("GET", path, ""); status != 504 {
+				t.Fatalf("%s: status %d, want 504", path, status)
+			}
+			t.Logf("%s stopped after %v", path, time.Since(start).Round(time.Millisecond))
+			got := c.json("GET", "/py-spin/ok", "", 200)["instance"]
+			if got == first {
+				t.Fatalf("%s: instance reused after a hard stop", path)
+			}
+			first = got
+		}
 	})
 
 	cancel()
