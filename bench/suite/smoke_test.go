@@ -36,10 +36,7 @@ func TestMain(m *testing.M) {
 // expectedFailures are scenarios wasmcorn cannot run yet, with the reason;
 // their failures are logged, not reported. Remove an entry when the feature
 // lands (the test logs when an entry is no longer needed).
-var expectedFailures = map[string]string{
-	"py-json": "Python plugins do not start in wasmcorn serve yet (the bundled stdlib and app files are not preopened: OSError on /wasmcorn/app)",
-	"py-db":   "Python plugins do not start in wasmcorn serve yet (the bundled stdlib and app files are not preopened: OSError on /wasmcorn/app)",
-}
+var expectedFailures = map[string]string{}
 
 // TestSmoke runs every scenario briefly against wasmcorn and the native
 // target, on a throwaway MariaDB and Redis, and checks that every scenario
