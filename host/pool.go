@@ -72,7 +72,7 @@ type instance struct {
 	inst  engine.Instance
 	pool  *pool
 	call  Call
-	cctx  callCtx
+	cctx  atomic.Pointer[callCtx] // the current call's context (nextCallCtx)
 	uses  int
 	reply []byte
 }
@@ -246,11 +246,12 @@ func (pl *pool) call(ctx context.Context, export string, reqID []byte, msg []byt
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	in.cctx.setParent(ctx)
-	in.call.Ctx = &in.cctx
+	cctx := in.nextCallCtx()
+	cctx.setParent(ctx)
+	in.call.Ctx = cctx
 	in.call.reqID = reqID
 	pl.wd.arm(in, deadline)
-	resp, err := in.inst.Call(&in.cctx, export, msg, pl.limits.MaxResponseBytes)
+	resp, err := in.inst.Call(cctx, export, msg, pl.limits.MaxResponseBytes)
 	expired, killed := pl.wd.disarm(in)
 	if err == nil {
 		// After a soft stop the guest answered by itself (the Python SDK
@@ -261,7 +262,7 @@ func (pl *pool) call(ctx context.Context, export string, reqID []byte, msg []byt
 		err = fmt.Errorf("plugin %q: %w: %v", pl.p.name, engine.ErrInterrupted, err)
 	}
 	in.call.End()
-	in.cctx.setParent(nil)
+	cctx.setParent(nil)
 	pl.busy.Add(-1)
 	broken := killed // a hard-stopped instance is never reused
 	if expired {

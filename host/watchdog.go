@@ -59,9 +59,10 @@ func (w *watchdog) remove(in *instance) {
 	w.mu.Unlock()
 }
 
-// arm marks in as running until deadline.
+// arm marks in as running until deadline; in.nextCallCtx was called for
+// this call.
 func (w *watchdog) arm(in *instance, deadline time.Time) {
-	in.cctx.arm(deadline)
+	in.cctx.Load().arm(deadline)
 	if w.running.Add(1) == 1 {
 		select {
 		case w.wake <- struct{}{}:
@@ -74,7 +75,7 @@ func (w *watchdog) arm(in *instance, deadline time.Time) {
 // whether the instance was stopped hard (it must then not be reused; after
 // a soft stop alone it may be).
 func (w *watchdog) disarm(in *instance) (expired, killed bool) {
-	expired, killed = in.cctx.disarm()
+	expired, killed = in.cctx.Load().disarm()
 	w.running.Add(-1)
 	return expired, killed
 }
@@ -90,6 +91,7 @@ func (w *watchdog) run() {
 	defer t.Stop()
 	type hit struct {
 		in  *instance
+		c   *callCtx
 		seq uint64
 	}
 	var expired []hit
@@ -110,21 +112,43 @@ func (w *watchdog) run() {
 		expired = expired[:0]
 		w.mu.Lock()
 		for in := range w.members {
-			if d := in.cctx.deadline.Load(); d != 0 && d <= now {
-				expired = append(expired, hit{in, in.cctx.seq.Load()})
+			c := in.cctx.Load()
+			if c == nil {
+				continue // no call yet
+			}
+			if d := c.deadline.Load(); d != 0 && d <= now {
+				expired = append(expired, hit{in, c, c.seq.Load()})
 			}
 		}
 		w.mu.Unlock()
 		for _, h := range expired {
-			h.in.cctx.expire(h.seq, now, h.in.inst)
+			h.c.expire(h.seq, now, h.in.inst)
 		}
 	}
 }
 
-// callCtx is the context of one call into an instance, reused for every
-// call on it. Its deadline is the plugin's timeout (or an earlier one from
-// the caller); Done is created only when something asks for it (a backend
-// call), and the watchdog closes it when the deadline passes.
+// nextCallCtx returns the context of in's next call: the last call's,
+// reused (no allocation), unless that one's Done was handed out. Then a
+// goroutine may still hold it and wake up late (context.WithCancel's
+// propagation goroutine, database/sql's Rows watcher): it must find that
+// call's Err (Canceled or DeadlineExceeded) and not the next call's nil,
+// or the context package panics "missing cancel error" and the server
+// dies. So such a call's context is left to them and the call gets a new
+// one. Only the goroutine that makes calls on in calls this.
+func (in *instance) nextCallCtx() *callCtx {
+	c := in.cctx.Load()
+	if c == nil || c.handedOut() {
+		c = new(callCtx)
+		in.cctx.Store(c)
+	}
+	return c
+}
+
+// callCtx is the context of one call into an instance, reused for the
+// next call on it unless Done was asked for (see nextCallCtx). Its
+// deadline is the plugin's timeout (or an earlier one from the caller);
+// Done is created only when something asks for it (a backend call), and
+// the watchdog closes it when the deadline passes.
 type callCtx struct {
 	parent   context.Context
 	deadline atomic.Int64  // unix nanos; 0 when idle
@@ -136,6 +160,14 @@ type callCtx struct {
 	hardAt  int64 // unix nanos of the hard stop after a soft one; 0 if none
 	killed  bool  // the guest was stopped hard (Interrupt)
 	ended   bool  // the call returned: Done is closed, Err is Canceled
+	watched bool  // Done was called: this context is never reused
+}
+
+// handedOut reports whether Done was called on c.
+func (c *callCtx) handedOut() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.watched
 }
 
 func (c *callCtx) arm(d time.Time) {
@@ -207,6 +239,7 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 func (c *callCtx) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.watched = true
 	if c.done == nil {
 		if c.expired {
 			return closedChan

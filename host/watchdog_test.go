@@ -37,6 +37,54 @@ func TestCallContextContract(t *testing.T) {
 	}
 }
 
+// TestCallContextLateObserver: a goroutine that saw a call's Done closed
+// may run only after the instance's next call has started (a loaded
+// machine); it must still find that call's non-nil Err. The server died of
+// this in the bench suite ("context: internal error: missing cancel
+// error" from context.WithCancel's propagation goroutine) when the
+// context was reset for the next call.
+func TestCallContextLateObserver(t *testing.T) {
+	in := &instance{}
+	c1 := in.nextCallCtx()
+	c1.setParent(context.Background())
+	c1.arm(time.Now().Add(time.Hour))
+	done := c1.Done()
+	c1.disarm()
+	c1.setParent(nil)
+
+	c2 := in.nextCallCtx()
+	c2.setParent(context.Background())
+	c2.arm(time.Now().Add(time.Hour))
+	if c2 == c1 {
+		t.Fatal("a context whose Done was handed out is reused for the next call")
+	}
+	<-done
+	if !errors.Is(c1.Err(), context.Canceled) {
+		t.Fatalf("late observer of the ended call: Err = %v, want Canceled", c1.Err())
+	}
+	if c2.Err() != nil {
+		t.Fatalf("next call: Err = %v", c2.Err())
+	}
+	c2.disarm()
+	c2.setParent(nil)
+	if c3 := in.nextCallCtx(); c3 != c2 {
+		t.Error("a context nobody watched is not reused (an allocation per call)")
+	}
+
+	// The crash itself: derived contexts whose propagation goroutine
+	// runs after the next call began. Before the fix this panicked within
+	// a few thousand calls.
+	for range 20000 {
+		c := in.nextCallCtx()
+		c.setParent(context.Background())
+		c.arm(time.Now().Add(time.Hour))
+		_, cancel := context.WithCancel(c)
+		c.disarm()
+		c.setParent(nil)
+		defer cancel()
+	}
+}
+
 // stopRecorder is an engine instance that records how it was stopped.
 type stopRecorder struct {
 	engine.Instance
