@@ -157,6 +157,16 @@ func TestMedian(t *testing.T) {
 	if m := median([]Measurement{failed}); m.Error != "x" || m.Runs != nil {
 		t.Errorf("lone failed run: %+v", m)
 	}
+	// The failed round is noted (first line of its error), not dropped
+	// silently; a lone run's error is the result itself.
+	crashed := Measurement{Scenario: "db", Target: "wasmcorn", Error: "wasmcorn (pid 7) exited unexpectedly (exit status 2); crash report:\npanic: boom"}
+	notes := failedRounds([]Measurement{a, crashed, b})
+	if len(notes) != 1 || notes[0] != "db on wasmcorn: round 2 of 3 failed: wasmcorn (pid 7) exited unexpectedly (exit status 2); crash report:" {
+		t.Errorf("failed rounds noted as %q", notes)
+	}
+	if notes := failedRounds([]Measurement{failed}); notes != nil {
+		t.Errorf("lone run noted: %q", notes)
+	}
 }
 
 func TestSelectScenarios(t *testing.T) {

@@ -201,6 +201,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		for _, t := range targets {
 			if rs := runs[t.Name()]; len(rs) > 0 {
 				rep.Results = append(rep.Results, median(rs))
+				rep.Notes = append(rep.Notes, failedRounds(rs)...)
 			}
 		}
 		if sc.Queue == "redis" && env.Redis != nil {
@@ -214,6 +215,20 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep.Finished = time.Now().UTC()
 	rep.Machine.LoadAvgEnd = loadAvg()
 	return rep, ctx.Err()
+}
+
+// failedRounds notes the failed runs among several rounds (the median
+// is taken over the successful ones, so a server that crashed in one
+// round would otherwise go unreported), by the first line of their error.
+func failedRounds(rs []Measurement) []string {
+	var notes []string
+	for n, m := range rs {
+		if m.Error != "" && len(rs) > 1 {
+			first, _, _ := strings.Cut(m.Error, "\n")
+			notes = append(notes, fmt.Sprintf("%s on %s: round %d of %d failed: %s", m.Scenario, m.Target, n+1, len(rs), first))
+		}
+	}
+	return notes
 }
 
 // median returns the run with the median throughput among the successful
