@@ -76,6 +76,7 @@ func Run(t *testing.T, engineName string) {
 		{"InitialMemoryOverLimit", k.testInitialMemoryOverLimit},
 		{"DeadlineStopsSpinningGuest", k.testDeadlineStopsSpinningGuest},
 		{"InterruptIsPerInstance", k.testInterruptIsPerInstance},
+		{"SoftDeadline", k.testSoftDeadline},
 		{"GCProceedsWhileGuestSpins", k.testGCProceedsWhileGuestSpins},
 		{"PoolExhaustion", k.testPoolExhaustion},
 		{"RecycleAfterMaxRequests", k.testRecycleAfterMaxRequests},
@@ -260,6 +261,8 @@ func (k kit) testLoadFailures(t *testing.T) {
 		{"badversion", Guest(t, "badversion"), engine.ErrABIVersion, "speaks wasmcorn ABI version 999; this host implements version 1"},
 		{"noexports", Guest(t, "noexports"), engine.ErrMissingExport, "wasmcorn_abi_version is not exported"},
 		{"badimport", Guest(t, "badimport"), nil, "imports env.mystery, which this host does not provide"},
+		{"softbad", Guest(t, "softbad"), engine.ErrInit, "interrupt table at 0x100: entry 0 (address 0x201) unaligned or outside memory"},
+		{"softoutside", Guest(t, "softoutside"), engine.ErrInit, "interrupt table at 0x100: entry 0 (address 0x10000) unaligned or outside memory"},
 		{"corrupt", []byte("\x00asm\x01\x00\x00\x00garbage"), nil, "compile"},
 		{"notwasm", []byte("hello"), nil, "compile"},
 		{"empty", nil, nil, "compile"},
@@ -380,6 +383,59 @@ func (k kit) testDeadlineStopsSpinningGuest(t *testing.T) {
 		t.Fatalf("timeouts = %d, want 1", s.Timeouts)
 	}
 	WaitFor(t, "spin pool refilled", func() bool { return spin.Stats().Idle == 2 })
+}
+
+// testSoftDeadline: a guest with an interrupt table (testdata/softspin.wat)
+// is asked to stop at its deadline, answers by itself and keeps its
+// instance; one that ignores the request is stopped hard (softGrace later)
+// and replaced; other calls keep being served meanwhile (ABI.md, "Soft
+// deadlines").
+func (k kit) testSoftDeadline(t *testing.T) {
+	rt := k.runtime(t)
+	p := load(t, rt, "softspin", func(s *host.PluginSpec) {
+		s.Pool.Min, s.Pool.Max, s.Pool.MaxWait = 1, 2, 5*time.Second
+		s.Limits.Timeout = 50 * time.Millisecond
+	})
+	call := func(method string) (int, error) {
+		req := abi.AppendRequest(nil, &abi.Request{Method: []byte(method), Path: []byte("/")})
+		out, err := p.Handle(context.Background(), req, nil)
+		if err != nil {
+			return 0, err
+		}
+		return int(decodeResp(t, out).Status), nil
+	}
+	if s, err := call("GET"); err != nil || s != 201 {
+		t.Fatalf("first call: %d %v", s, err)
+	}
+	// Which stop ended the call is told by the status and by the instance
+	// being kept, not by timing: a hard stop is an error, not the guest's 504.
+	if s, err := call("SPIN"); err != nil || s != 504 {
+		t.Fatalf("soft stop: %d %v, want the guest's own 504", s, err)
+	}
+	// Same instance (its third call), and the stale stop does not leak.
+	if s, err := call("GET"); err != nil || s != 203 {
+		t.Fatalf("after a soft stop: %d %v, want 203 (instance reused)", s, err)
+	}
+	if st := p.Stats(); st.Timeouts != 1 || st.Live != 1 {
+		t.Fatalf("stats after a soft stop: %+v", st)
+	}
+
+	errc := make(chan error, 1)
+	go func() {
+		_, err := call("IGNORE")
+		errc <- err
+	}()
+	// While one call ignores its stop, another instance serves.
+	WaitFor(t, "the ignoring call running", func() bool { return p.Stats().Busy == 1 })
+	if s, err := call("GET"); err != nil || s != 201 {
+		t.Fatalf("during the grace: %d %v", s, err)
+	}
+	if err := <-errc; !errors.Is(err, engine.ErrInterrupted) {
+		t.Fatalf("ignored stop: %v, want ErrInterrupted", err)
+	}
+	if st := p.Stats(); st.Timeouts != 2 {
+		t.Fatalf("stats after a hard stop: %+v", st)
+	}
 }
 
 // testInterruptIsPerInstance: stopping one guest at its deadline must not

@@ -103,6 +103,7 @@ var (
 	}{
 		{abi.ExportJob, funcSig{[]valKind{i32, i32}, []valKind{i64}}},
 		{abi.ExportInitialize, funcSig{nil, nil}},
+		{abi.ExportInterruptStores, funcSig{nil, []valKind{i32}}},
 	}
 	hostImports = map[string]funcSig{
 		abi.ImportCall:   {[]valKind{i32, i32, i32, i32, i32}, []valKind{i32}},

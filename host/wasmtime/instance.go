@@ -9,6 +9,7 @@ import "C"
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -150,7 +151,45 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 		return nil, fmt.Errorf("plugin %q: %w: plugin speaks wasmcorn ABI version %d; this host implements version %d",
 			m.name, engine.ErrABIVersion, got, abi.Version)
 	}
+	if in.s.has_fn[C.WT_STORES] != 0 {
+		in.ctx = ctx
+		rc := C.wt_call(in.s, C.WT_STORES, 0, 0)
+		in.ctx = nil
+		if rc != C.WT_OK {
+			return fail("%s trapped: %s", abi.ExportInterruptStores, in.takeError())
+		}
+		if in.stores, err = in.readStores(uint32(in.s.result)); err != nil {
+			return fail("%s: %v", abi.ExportInterruptStores, err)
+		}
+	}
 	return in, nil
+}
+
+// readStores reads and checks the guest's interrupt table (ABI.md, "Soft
+// deadlines") once per instance: every address must be 4-aligned and
+// inside memory now (memory never shrinks, so it stays inside).
+func (in *instance) readStores(ptr uint32) ([][2]uint32, error) {
+	mem := in.memory(ptr, 4)
+	u32 := func(off uint64) (uint32, bool) {
+		if off+4 > uint64(len(mem)) {
+			return 0, false
+		}
+		return binary.LittleEndian.Uint32(mem[off:]), true
+	}
+	n, ok := u32(uint64(ptr))
+	if !ok || n == 0 || n > abi.MaxInterruptStores {
+		return nil, fmt.Errorf("interrupt table at %#x: bad count %d (1..%d)", ptr, n, abi.MaxInterruptStores)
+	}
+	out := make([][2]uint32, n)
+	for i := range out {
+		a, ok1 := u32(uint64(ptr) + 4 + 8*uint64(i))
+		v, ok2 := u32(uint64(ptr) + 8 + 8*uint64(i))
+		if !ok1 || !ok2 || a%4 != 0 || uint64(a)+4 > uint64(len(mem)) {
+			return nil, fmt.Errorf("interrupt table at %#x: entry %d (address %#x) unaligned or outside memory", ptr, i, a)
+		}
+		out[i] = [2]uint32{a, v}
+	}
+	return out, nil
 }
 
 // initialize runs _initialize, interrupting it at ctx's deadline or after
@@ -190,8 +229,9 @@ type instance struct {
 	pending bool
 
 	interrupted atomic.Bool
-	mu          sync.Mutex // orders Interrupt against Close
+	mu          sync.Mutex // orders Interrupt and SoftInterrupt against Close
 	closed      bool
+	stores      [][2]uint32 // the guest's interrupt table, nil without one
 }
 
 func (in *instance) MemoryBytes() uint64 {
@@ -209,6 +249,27 @@ func (in *instance) Interrupt() {
 		return
 	}
 	C.wt_interrupt(in.s)
+}
+
+// SoftInterrupt asks the running call to stop by itself, by performing the
+// guest's interrupt stores (ABI.md, "Soft deadlines"), from the caller's
+// thread while the guest runs. It returns false when the guest has no
+// interrupt table or was already stopped hard. Each store is an atomic
+// aligned 32-bit store through the memory's base pointer, which never
+// changes (memory_may_move = false), at an address checked against the
+// memory's size at instantiation (memory never shrinks). The epoch
+// interruption stays the hard stop (Interrupt) for a guest that ignores it.
+func (in *instance) SoftInterrupt() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed || len(in.stores) == 0 || in.interrupted.Load() {
+		return false
+	}
+	base := unsafe.Pointer(in.s.mem_data)
+	for _, s := range in.stores {
+		atomic.StoreUint32((*uint32)(unsafe.Add(base, s[0])), s[1])
+	}
+	return true
 }
 
 func (in *instance) Close(context.Context) error {

@@ -122,6 +122,8 @@ wasmtime_error_t *wt_instantiate(wt_store *s, const wasmtime_instance_pre_t *pre
   s->has_fn[WT_JOB] = wt_export_func(s, &inst, "wasmcorn_job", &s->fn[WT_JOB]);
   s->has_fn[WT_VERSION] = wt_export_func(s, &inst, "wasmcorn_abi_version", &s->fn[WT_VERSION]);
   s->has_fn[WT_INIT] = wt_export_func(s, &inst, "_initialize", &s->fn[WT_INIT]);
+  s->has_fn[WT_STORES] =
+      wt_export_func(s, &inst, "wasmcorn_interrupt_stores", &s->fn[WT_STORES]);
   if (!s->has_fn[WT_HANDLE]) *missing = "wasmcorn_handle";
   if (!s->has_fn[WT_VERSION]) *missing = "wasmcorn_abi_version";
   s->mem_data = wasmtime_memory_data(s->cx, &s->mem);
@@ -155,8 +157,8 @@ static inline int wt_failed(wt_store *s, wasmtime_error_t *err) {
 
 // wt_call runs one call: for WT_HANDLE and WT_JOB it writes req into the
 // guest's request buffer (growing it through wasmcorn_alloc when too small)
-// and calls the export with (ptr, len); WT_VERSION and WT_INIT take no
-// arguments. The outcome is left in s (result, memory, err or trap).
+// and calls the export with (ptr, len); WT_VERSION, WT_INIT and WT_STORES
+// take no arguments (the first and last return an i32 in result). The outcome is left in s (result, memory, err or trap).
 int wt_call(wt_store *s, int which, uintptr_t reqp, size_t n) {
   const uint8_t *req = (const uint8_t *)reqp;
   wasmtime_val_raw_t args[2];
@@ -174,12 +176,12 @@ int wt_call(wt_store *s, int which, uintptr_t reqp, size_t n) {
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     if (__atomic_load_n(&s->interrupt, __ATOMIC_RELAXED)) return WT_INTERRUPTED;
   }
-  if (which == WT_VERSION || which == WT_INIT) {
+  if (which == WT_VERSION || which == WT_INIT || which == WT_STORES) {
     if (wt_failed(s, wasmtime_func_call_unchecked(s->cx, &s->fn[which], args, 1, &s->trap))) {
       wt_refresh_mem(s);
       return WT_CALL_FAILED;
     }
-    if (which == WT_VERSION) s->result = (uint32_t)args[0].i32;
+    if (which != WT_INIT) s->result = (uint32_t)args[0].i32;
     wt_refresh_mem(s);
     return WT_OK;
   }

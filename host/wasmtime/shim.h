@@ -17,7 +17,7 @@ enum {
 };
 
 // Which export wt_call calls.
-enum { WT_HANDLE = 0, WT_JOB = 1, WT_VERSION = 2, WT_INIT = 3 };
+enum { WT_HANDLE = 0, WT_JOB = 1, WT_VERSION = 2, WT_INIT = 3, WT_STORES = 4, WT_NFN = 5 };
 
 // wt_store is one instance: its store, its exports and the outcome of the
 // last call, which Go reads directly from this (C) memory after wt_call.
@@ -31,8 +31,8 @@ typedef struct wt_store {
 
   int has_mem;
   wasmtime_memory_t mem;
-  wasmtime_func_t fn[4];  // indexed by WT_HANDLE...WT_INIT
-  int has_fn[4];
+  wasmtime_func_t fn[WT_NFN];  // indexed by WT_HANDLE...WT_STORES
+  int has_fn[WT_NFN];
   wasmtime_func_t alloc;
 
   uint32_t buf_ptr, buf_cap;  // the reusable request buffer
@@ -58,6 +58,8 @@ wasmtime_error_t *wt_instantiate(wt_store *s, const wasmtime_instance_pre_t *pre
                                  wasm_trap_t **trap, const char **missing);
 void wt_store_delete(wt_store *s);
 
+// wt_call runs export which: WT_HANDLE and WT_JOB with the request;
+// WT_VERSION, WT_INIT and WT_STORES take no arguments.
 // wt_call's request is passed as an integer so that cgo does not check it
 // on every call; it is copied into guest memory before any guest code (and
 // so any Go callback) runs.
