@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,6 +36,7 @@ func RunPlugins(t *testing.T, engineName string) {
 	t.Run("Examples", func(t *testing.T) { runExamples(t, engineName) })
 	t.Run("Hostile", func(t *testing.T) { runHostile(t, engineName) })
 	t.Run("Python", func(t *testing.T) { runPython(t, engineName) })
+	t.Run("PythonDeadline", func(t *testing.T) { runPythonDeadline(t, engineName) })
 }
 
 // PluginCacheDir is the compilation cache the plugin tests and benchmarks
@@ -362,6 +364,87 @@ func runPython(t *testing.T, engineName string) {
 	var g map[string]string
 	if err != nil || resp.Status != 200 || json.Unmarshal(resp.Body, &g) != nil || g["hello"] != "ann" || g["lang"] != "fr" {
 		t.Fatalf("py-hello greet: %v %d %q", err, resp.Status, resp.Body)
+	}
+}
+
+// buildPythonTestApp builds the Python SDK's test app
+// sdk-python/pyplugin/testdata/<name> into a temporary module, without
+// wizer pre-initialization (seconds instead of tens of seconds; each
+// instance then runs CPython's start-up in _initialize), or skips the test
+// when the Python runtime (make plugins) or python3 is missing.
+func buildPythonTestApp(t testing.TB, name string) []byte {
+	t.Helper()
+	root, err := testplugins.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "sdk-python", "build", "runtime", "wasmcorn-python.wasm")); err != nil {
+		t.Skipf("the Python runtime is not built (make plugins): %v", err)
+	}
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skipf("python3: %v", err)
+	}
+	out := filepath.Join(t.TempDir(), name+".wasm")
+	cmd := exec.Command(py, filepath.Join(root, "sdk-python", "tools", "wasmcorn_py.py"), "build",
+		filepath.Join(root, "sdk-python", "pyplugin", "testdata", name), "-o", out, "--wizer", "off")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build Python app %s: %v\n%s", name, err, msg)
+	}
+	wasm, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wasm
+}
+
+// runPythonDeadline: a Python handler spinning in `while True: pass` is
+// stopped softly at its deadline (the host performs the runtime's interrupt
+// stores, CPython raises DeadlineExceeded, the SDK answers 504 and logs it)
+// and its instance is kept; a handler that swallows the exception is
+// stopped hard (ErrInterrupted) and its instance replaced.
+func runPythonDeadline(t *testing.T, engineName string) {
+	wasm := buildPythonTestApp(t, "spin")
+	logs := &logBuffer{}
+	rt := NewRuntime(t, engineName, PluginCacheDir(t), slog.New(logs))
+	p, err := loadWasm(t, rt, "py-spin", wasm, func(s *host.PluginSpec) {
+		s.Pool.Min, s.Pool.Max, s.Pool.MaxWait = 1, 1, 30*time.Second
+		s.Limits.Timeout = 500 * time.Millisecond
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	instance := func() string {
+		t.Helper()
+		resp, err := handle(t, p, HTTPRequest("GET", "/py-spin/ok", "", nil))
+		var m map[string]any
+		if err != nil || resp.Status != 200 || json.Unmarshal(resp.Body, &m) != nil || m["instance"] == "" {
+			t.Fatalf("/py-spin/ok: %v %d %q", err, resp.Status, resp.Body)
+		}
+		return m["instance"].(string)
+	}
+	first := instance()
+	for i := 0; i < 2; i++ {
+		resp, err := handle(t, p, HTTPRequest("GET", "/py-spin/", "", nil))
+		if err != nil || resp.Status != 504 {
+			t.Fatalf("spin %d: %v %d %q, want the SDK's own 504 (a soft stop)", i, err, resp.Status, resp.Body)
+		}
+		if got := instance(); got != first {
+			t.Fatalf("spin %d: instance replaced after a soft stop (%s, then %s)", i, first, got)
+		}
+	}
+	r, ok := logs.find("handler stopped at its deadline")
+	if !ok || !strings.Contains(attrOf(r, "traceback"), "DeadlineExceeded") || !strings.Contains(attrOf(r, "traceback"), "while True") {
+		t.Fatalf("no log of the soft stop with its traceback: %+v", logs.records())
+	}
+	if _, err := handle(t, p, HTTPRequest("GET", "/py-spin/swallow", "", nil)); !errors.Is(err, engine.ErrInterrupted) {
+		t.Fatalf("/py-spin/swallow: %v, want ErrInterrupted (the hard stop)", err)
+	}
+	if got := instance(); got == first {
+		t.Fatal("instance reused after a hard stop")
+	}
+	if st := p.Stats(); st.Timeouts != 3 {
+		t.Fatalf("timeouts = %d, want 3", st.Timeouts)
 	}
 }
 
