@@ -19,6 +19,7 @@ func TestEngineConformance(t *testing.T) {
 // the Go SDK) on the real host runtime through the same kit the wasmtime
 // module runs them through.
 func TestEnginePlugins(t *testing.T) {
+	host.SkipCompilingUnderRace(t)
 	enginetest.RunPlugins(t, host.DefaultEngine)
 }
 

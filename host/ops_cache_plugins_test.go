@@ -123,6 +123,7 @@ func (e *pluginEnv) must(t testing.TB, plugin, method, path, query, body string,
 }
 
 func TestPluginCachedPage(t *testing.T) {
+	host.SkipCompilingUnderRace(t)
 	kvSuite(t, map[string]func(*testing.T, kvBackend){"cachedpage": testCachedPage})
 }
 
@@ -185,6 +186,7 @@ func testCachedPage(t *testing.T, be kvBackend) {
 }
 
 func TestPluginLogin(t *testing.T) {
+	host.SkipCompilingUnderRace(t)
 	kvSuite(t, map[string]func(*testing.T, kvBackend){"login": testLogin})
 }
 

@@ -1091,6 +1091,7 @@ func BenchmarkDBQueryPK(b *testing.B) {
 // sdk-go/db, in the real runtime against SQLite and MariaDB: the guest
 // driver, the host ops and the backends end to end.
 func TestCRUDPlugin(t *testing.T) {
+	SkipCompilingUnderRace(t)
 	if testing.Short() {
 		t.Skip("builds and runs a Wasm plugin")
 	}

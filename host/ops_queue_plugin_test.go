@@ -30,6 +30,7 @@ import (
 // them (with a retry, a dead letter and a delayed job), and its periodic
 // job writes digests.
 func TestPluginJobs(t *testing.T) {
+	host.SkipCompilingUnderRace(t)
 	if testing.Short() {
 		t.Skip("builds and runs a Wasm plugin; skipped with -short")
 	}
