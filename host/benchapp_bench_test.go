@@ -19,7 +19,8 @@ package host_test
 //
 // WC_BENCHAPP_PATHS=db,cached,... runs other paths of the plugin instead of
 // "db" (each as GET /PATH?id=N); WC_TRUSTED=1 turns deadline enforcement
-// off; WC_PAR sets the goroutines per CPU (default 8).
+// off; WC_PAR sets the goroutines per CPU (default 8); WC_MAX the pool size
+// (default host.DefaultPoolConfig's).
 
 import (
 	"context"
@@ -27,7 +28,9 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/wasmcorn/wasmcorn/abi"
 	"github.com/wasmcorn/wasmcorn/host"
@@ -76,6 +79,10 @@ func BenchmarkBenchappDB(b *testing.B) {
 	}
 	b.Cleanup(func() { rt.Close(ctx) })
 	spec := host.PluginSpec{Name: "benchapp", Wasm: wasm, Pool: host.DefaultPoolConfig(), Limits: host.DefaultLimits()}
+	if v, _ := strconv.Atoi(os.Getenv("WC_MAX")); v > 0 {
+		spec.Pool.Max, spec.Pool.MaxWait = v, time.Minute
+	}
+	spec.Pool.Min = spec.Pool.Max // all instances made before the timer starts
 	spec.Limits.DeadlineEnforced = os.Getenv("WC_TRUSTED") == ""
 	spec.Grants.CacheNamespace = "bench"
 	spec.Grants.Databases = []string{"bench"}
@@ -111,7 +118,7 @@ func BenchmarkBenchappDB(b *testing.B) {
 		var n atomic.Int64
 		b.SetParallelism(par)
 		before := status()
-		cpu0 := processCPU(b)
+		cpu0, flt0 := processCPU(b), minorFaults()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			out := make([]byte, 0, 64<<10)
@@ -124,9 +131,10 @@ func BenchmarkBenchappDB(b *testing.B) {
 			}
 		})
 		b.StopTimer()
-		cpu := processCPU(b) - cpu0
+		cpu, flt := processCPU(b)-cpu0, minorFaults()-flt0
 		after := status()
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "proc-cpu-ns/op")
+		b.ReportMetric(float64(flt)/float64(b.N), "minflt/op")
 		for i, c := range counters {
 			b.ReportMetric(float64(after[i]-before[i])/float64(b.N), c+"/op")
 		}
@@ -163,4 +171,13 @@ func BenchmarkBenchappDB(b *testing.B) {
 			return out, err
 		})
 	})
+}
+
+// minorFaults is the number of minor page faults the process has taken.
+func minorFaults() int64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Minflt
 }
