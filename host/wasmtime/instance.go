@@ -9,7 +9,6 @@ import "C"
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -168,28 +167,8 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 // readStores reads and checks the guest's interrupt table (ABI.md, "Soft
 // deadlines") once per instance: every address must be 4-aligned and
 // inside memory now (memory never shrinks, so it stays inside).
-func (in *instance) readStores(ptr uint32) ([][2]uint32, error) {
-	mem := in.memory(ptr, 4)
-	u32 := func(off uint64) (uint32, bool) {
-		if off+4 > uint64(len(mem)) {
-			return 0, false
-		}
-		return binary.LittleEndian.Uint32(mem[off:]), true
-	}
-	n, ok := u32(uint64(ptr))
-	if !ok || n == 0 || n > abi.MaxInterruptStores {
-		return nil, fmt.Errorf("interrupt table at %#x: bad count %d (1..%d)", ptr, n, abi.MaxInterruptStores)
-	}
-	out := make([][2]uint32, n)
-	for i := range out {
-		a, ok1 := u32(uint64(ptr) + 4 + 8*uint64(i))
-		v, ok2 := u32(uint64(ptr) + 8 + 8*uint64(i))
-		if !ok1 || !ok2 || a%4 != 0 || uint64(a)+4 > uint64(len(mem)) {
-			return nil, fmt.Errorf("interrupt table at %#x: entry %d (address %#x) unaligned or outside memory", ptr, i, a)
-		}
-		out[i] = [2]uint32{a, v}
-	}
-	return out, nil
+func (in *instance) readStores(ptr uint32) ([]abi.InterruptStore, error) {
+	return abi.ReadInterruptTable(in.memory(ptr, 4), ptr)
 }
 
 // initialize runs _initialize, interrupting it at ctx's deadline or after
@@ -231,7 +210,7 @@ type instance struct {
 	interrupted atomic.Bool
 	mu          sync.Mutex // orders Interrupt and SoftInterrupt against Close
 	closed      bool
-	stores      [][2]uint32 // the guest's interrupt table, nil without one
+	stores      []abi.InterruptStore // the guest's interrupt table, nil without one
 }
 
 func (in *instance) MemoryBytes() uint64 {
@@ -267,7 +246,7 @@ func (in *instance) SoftInterrupt() bool {
 	}
 	base := unsafe.Pointer(in.s.mem_data)
 	for _, s := range in.stores {
-		atomic.StoreUint32((*uint32)(unsafe.Add(base, s[0])), s[1])
+		atomic.StoreUint32((*uint32)(unsafe.Add(base, s.Addr)), s.Value)
 	}
 	return true
 }

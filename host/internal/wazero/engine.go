@@ -497,7 +497,7 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 	if f := mod.ExportedFunction(abi.ExportInterruptStores); f != nil {
 		res, err := f.Call(&in.ectx)
 		if err == nil {
-			in.stores, err = readStores(in.mem, uint32(res[0]))
+			in.stores, err = softStores(in.mem, uint32(res[0]))
 		}
 		if err != nil {
 			_ = mod.Close(ctx)
@@ -507,24 +507,30 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 	return in, nil
 }
 
-// readStores reads and checks the guest's interrupt table once per
-// instance: every address must be 4-aligned and inside memory now (memory
-// never shrinks, so it stays inside).
-func readStores(mem api.Memory, ptr uint32) ([][2]uint32, error) {
-	n, ok := mem.ReadUint32Le(ptr)
-	if !ok || n == 0 || n > abi.MaxInterruptStores {
-		return nil, fmt.Errorf("interrupt table at %#x: bad count %d (1..%d)", ptr, n, abi.MaxInterruptStores)
+// softStores reads and checks the guest's interrupt table once per
+// instance, before any call, and turns its addresses into pointers into
+// linear memory, so that SoftInterrupt never touches wazero's memory
+// object, whose slice header a running memory.grow rewrites (a data race).
+// The pointers stay valid because the mmap allocator reserves the maximum
+// memory once and never moves it; where memory can move (stableMemory is
+// false) the table is ignored and deadlines stop the guest hard.
+func softStores(mem api.Memory, ptr uint32) ([]softStore, error) {
+	buf, _ := mem.Read(0, mem.Size())
+	table, err := abi.ReadInterruptTable(buf, ptr)
+	if err != nil || !stableMemory {
+		return nil, err
 	}
-	out := make([][2]uint32, n)
-	for i := range out {
-		a, ok1 := mem.ReadUint32Le(ptr + 4 + 8*uint32(i))
-		v, ok2 := mem.ReadUint32Le(ptr + 8 + 8*uint32(i))
-		if !ok1 || !ok2 || a%4 != 0 || uint64(a)+4 > uint64(mem.Size()) {
-			return nil, fmt.Errorf("interrupt table at %#x: entry %d (address %#x) unaligned or outside memory", ptr, i, a)
-		}
-		out[i] = [2]uint32{a, v}
+	out := make([]softStore, len(table))
+	for i, e := range table {
+		out[i] = softStore{p: (*uint32)(unsafe.Pointer(&buf[e.Addr])), v: e.Value}
 	}
 	return out, nil
+}
+
+// softStore is one interrupt store: v goes to *p.
+type softStore struct {
+	p *uint32
+	v uint32
 }
 
 // InitTimeout bounds a guest's _initialize when ctx has no earlier deadline.
@@ -585,7 +591,7 @@ type instance struct {
 	pending     bool
 	interrupted atomic.Bool
 	closeOnce   sync.Once
-	stores      [][2]uint32 // the guest's interrupt table, nil without one
+	stores      []softStore // the guest's interrupt table, nil without one
 }
 
 func execOf(ctx context.Context) *instance {
@@ -614,18 +620,15 @@ func (in *instance) Interrupt() {
 // SoftInterrupt asks the running call to stop by itself, by performing the
 // guest's interrupt stores (ABI.md, "Soft deadlines"). It returns false when
 // the guest has no interrupt table. Each store is an atomic aligned 32-bit
-// store; linear memory is mapped once and never moves, so the addresses
-// checked at instantiation stay valid while the guest runs.
+// store through a pointer taken at instantiation (see softStores). The
+// watchdog calls it under the call's lock, so the instance cannot be closed
+// (its memory unmapped) meanwhile.
 func (in *instance) SoftInterrupt() bool {
 	if len(in.stores) == 0 || in.interrupted.Load() {
 		return false
 	}
 	for _, s := range in.stores {
-		b, ok := in.mem.Read(s[0], 4)
-		if !ok {
-			return false
-		}
-		atomic.StoreUint32((*uint32)(unsafe.Pointer(&b[0])), s[1])
+		atomic.StoreUint32(s.p, s.v)
 	}
 	return true
 }

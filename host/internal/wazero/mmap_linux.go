@@ -129,3 +129,7 @@ func (im *memImage) close() {
 		im.f.Close()
 	}
 }
+
+// stableMemory: linear memory never moves (the maximum is reserved once),
+// so pointers into it stay valid for the instance's life.
+const stableMemory = true

@@ -54,3 +54,7 @@ type memImage struct{ b []byte }
 func newMemImage(b []byte) (*memImage, error) { return &memImage{b: b}, nil }
 
 func (im *memImage) close() {}
+
+// stableMemory: memory.grow may move linear memory to a new slice, so no
+// pointer into it may be kept (no soft deadlines here).
+const stableMemory = false

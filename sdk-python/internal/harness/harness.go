@@ -16,7 +16,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -259,7 +261,8 @@ type Instance struct {
 	alloc     api.Function
 	handle    api.Function
 	job       api.Function
-	stores    [][2]uint32 // the guest's interrupt table: (address, value)
+	stores    []*uint32 // the guest's interrupt table: where to store...
+	storeVals []uint32  // ...what
 	state     callState
 	bufPtr    uint32
 	bufCap    uint32
@@ -302,12 +305,22 @@ func (p *Plugin) Instantiate(ctx context.Context) (*Instance, error) {
 			mod.Close(ctx)
 			return nil, fmt.Errorf("harness: %s: %w", InterruptExport, err)
 		}
-		stores, err := readStores(mod.Memory(), uint32(res[0]))
+		buf, _ := mod.Memory().Read(0, mod.Memory().Size())
+		table, err := abi.ReadInterruptTable(buf, uint32(res[0]))
 		if err != nil {
 			mod.Close(ctx)
-			return nil, err
+			return nil, fmt.Errorf("harness: %w", err)
 		}
-		in.stores = stores
+		// Pointers into linear memory, taken now: Interrupt runs while the
+		// guest runs and must not touch wazero's memory object (memory.grow
+		// rewrites its slice header). They stay valid where memory never
+		// moves (the mmap allocator); elsewhere there are no soft stops.
+		if stableMemory {
+			for _, e := range table {
+				in.stores = append(in.stores, (*uint32)(unsafe.Pointer(&buf[e.Addr])))
+				in.storeVals = append(in.storeVals, e.Value)
+			}
+		}
 	}
 	return in, nil
 }
@@ -328,39 +341,15 @@ func (in *Instance) MemoryBytes() uint32 { return in.mod.Memory().Size() }
 // call by itself (the Python shim raises DeadlineExceeded and answers 504).
 const InterruptExport = "wasmcorn_interrupt_stores"
 
-// maxStores bounds the interrupt table.
-const maxStores = 8
-
-func readStores(mem api.Memory, ptr uint32) ([][2]uint32, error) {
-	n, ok := mem.ReadUint32Le(ptr)
-	if !ok || n == 0 || n > maxStores {
-		return nil, fmt.Errorf("harness: interrupt table at %#x: bad count %d", ptr, n)
-	}
-	out := make([][2]uint32, n)
-	for i := range out {
-		a, ok1 := mem.ReadUint32Le(ptr + 4 + 8*uint32(i))
-		v, ok2 := mem.ReadUint32Le(ptr + 8 + 8*uint32(i))
-		if !ok1 || !ok2 || uint64(a)+4 > uint64(mem.Size()) || a%4 != 0 {
-			return nil, fmt.Errorf("harness: interrupt table at %#x: entry %d outside memory", ptr, i)
-		}
-		out[i] = [2]uint32{a, v}
-	}
-	return out, nil
-}
-
 // Interrupt asks a running call to stop softly by performing the guest's
-// interrupt stores. Safe from any goroutine; false if the guest has none.
+// interrupt stores. Safe from any goroutine until Close; false if the
+// guest has none.
 func (in *Instance) Interrupt() bool {
 	if len(in.stores) == 0 {
 		return false
 	}
-	buf := in.mod.Memory()
-	for _, s := range in.stores {
-		// A 32-bit aligned store is atomic on every platform wazero runs on;
-		// the guest reads these words with plain loads.
-		if !buf.WriteUint32Le(s[0], s[1]) {
-			return false
-		}
+	for i, p := range in.stores {
+		atomic.StoreUint32(p, in.storeVals[i])
 	}
 	return true
 }

@@ -54,3 +54,7 @@ func threadCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// stableMemory: the mmap allocator reserves the maximum once; memory never
+// moves.
+const stableMemory = true

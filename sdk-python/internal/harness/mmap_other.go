@@ -11,3 +11,6 @@ import (
 func withAllocator(ctx context.Context) context.Context { return ctx }
 
 func threadCPU() time.Duration { return 0 }
+
+// stableMemory: wazero's default allocator may move memory on growth.
+const stableMemory = false
