@@ -1,9 +1,12 @@
 package suite
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -497,14 +500,41 @@ func (r *Report) Save(dir string) (string, error) {
 	return base + ".md", err
 }
 
+// KeepMarker starts the hand-maintained part of bench/RESULTS.md: figures
+// measured outside the suite (Go benchmarks of instantiate, load, reload
+// latency, engines). WriteSummary replaces what comes before it and keeps
+// it and everything after it.
+const KeepMarker = "<!-- wcbench: hand-maintained below; kept when the suite rewrites this file -->"
+
 // WriteSummary writes the latest results as path (bench/RESULTS.md) with
-// its chart next to it (chart.svg).
+// its chart next to it (chart.svg). The part of an existing path from
+// KeepMarker on is kept, after the new results.
 func (r *Report) WriteSummary(path string) error {
 	chart := filepath.Join(filepath.Dir(path), "chart.svg")
 	if err := writeFile(chart, r.SVG); err != nil {
 		return err
 	}
-	return writeFile(path, func(w io.Writer) error { return r.Markdown(w, "chart.svg") })
+	var kept []byte
+	if old, err := os.ReadFile(path); err == nil {
+		if i := bytes.Index(old, []byte(KeepMarker)); i >= 0 {
+			kept = old[i:]
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return writeFile(path, func(w io.Writer) error {
+		if err := r.Markdown(w, "chart.svg"); err != nil {
+			return err
+		}
+		if kept != nil {
+			if _, err := io.WriteString(w, "\n"); err != nil {
+				return err
+			}
+			_, err := w.Write(kept)
+			return err
+		}
+		return nil
+	})
 }
 
 func writeFile(path string, write func(io.Writer) error) error {

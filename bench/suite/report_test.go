@@ -6,6 +6,8 @@ import (
 	"encoding/xml"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -197,5 +199,42 @@ func TestAppendCustomSection(t *testing.T) {
 	}
 	if len(mod) != 8 {
 		t.Error("input modified")
+	}
+}
+
+// TestSummaryKeepsHandMaintainedPart: rewriting RESULTS.md replaces the
+// generated results and keeps everything from KeepMarker on.
+func TestSummaryKeepsHandMaintainedPart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "RESULTS.md")
+	rep := sampleReport()
+	if err := rep.WriteSummary(path); err != nil {
+		t.Fatal(err)
+	}
+	first, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(first), KeepMarker) {
+		t.Fatal("a fresh summary carries the marker")
+	}
+	hand := KeepMarker + "\n\n## Instantiate\n\n| a | b |\n"
+	if err := os.WriteFile(path, append([]byte("stale results\n\n"), hand...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteSummary(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(got), "stale results") {
+		t.Error("the old generated part survived")
+	}
+	if !strings.HasPrefix(string(got), string(first)) {
+		t.Error("the generated part differs from a fresh summary")
+	}
+	if !strings.HasSuffix(string(got), hand) {
+		t.Errorf("the hand-maintained part was not kept:\n%s", got)
 	}
 }
