@@ -22,7 +22,10 @@ type PoolConfig struct {
 	// Max instances may exist at once; a request beyond that waits up to
 	// MaxWait for a free one, then gets engine.ErrPoolExhausted. Default 16.
 	Max int
-	// MaxWait bounds the wait for a free instance. Default 100ms.
+	// MaxWait bounds the wait for a free instance. Default 1s: long enough
+	// that a burst of clients larger than the pool queues (as it would in
+	// a listen backlog) instead of failing, short enough that a saturated
+	// plugin answers 503 with Retry-After well before clients time out.
 	MaxWait time.Duration
 	// MaxRequests recycles an instance after this many calls; 0 never.
 	// Default 100000.
@@ -34,7 +37,7 @@ type PoolConfig struct {
 
 // DefaultPoolConfig returns the documented defaults.
 func DefaultPoolConfig() PoolConfig {
-	return PoolConfig{Min: 2, Max: 16, MaxWait: 100 * time.Millisecond, MaxRequests: 100000, MaxMemoryBytes: 64 << 20}
+	return PoolConfig{Min: 2, Max: 16, MaxWait: time.Second, MaxRequests: 100000, MaxMemoryBytes: 64 << 20}
 }
 
 // Limits bound what one plugin can use. Start from DefaultLimits.

@@ -272,7 +272,7 @@ path = "/{{.Name}}/*"
 [pool]
 min = 1              # instances created at load and kept warm
 max = 8              # at most this many run at once; others wait max_wait, then 503
-max_wait = "100ms"
+max_wait = "1s"
 
 [limits]
 timeout = "10s"              # per request; a guest past it is stopped (504)

@@ -29,7 +29,7 @@ import (
 //	[pool]
 //	min = 2
 //	max = 16
-//	max_wait = "100ms"
+//	max_wait = "1s"
 //	max_requests = 100000
 //	max_memory_bytes = "64MiB"        # recycle an instance grown past this
 //
