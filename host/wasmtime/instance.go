@@ -7,7 +7,6 @@ package wasmtime
 import "C"
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -99,10 +98,10 @@ const InitTimeout = 60 * time.Second
 func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.Instance, error) {
 	in := &instance{mod: m, hc: hc, ctx: ctx}
 	if m.cfg.Stdout != nil {
-		in.stdout = &lineSplitter{w: m.cfg.Stdout}
+		in.stdout = engine.NewLineSplitter(m.cfg.Stdout)
 	}
 	if m.cfg.Stderr != nil {
-		in.stderr = &lineSplitter{w: m.cfg.Stderr}
+		in.stderr = engine.NewLineSplitter(m.cfg.Stderr)
 	}
 	in.id = register(in)
 	in.s = C.wt_store_new(m.v.engine, boolInt(m.v.epoch), C.uintptr_t(in.id), C.int64_t(m.maxMemory))
@@ -199,10 +198,10 @@ type instance struct {
 	mod    *module
 	hc     engine.HostCaller
 	s      *C.wt_store
-	id     uintptr         // registry slot
-	ctx    context.Context // of the call in progress, for host calls
-	stdout *lineSplitter
-	stderr *lineSplitter
+	id     uintptr              // registry slot
+	ctx    context.Context      // of the call in progress, for host calls
+	stdout *engine.LineSplitter // Wasmtime writes from its own threads (see wtGuestOutput)
+	stderr *engine.LineSplitter
 
 	reply   []byte
 	pending bool
@@ -259,10 +258,10 @@ func (in *instance) Close(context.Context) error {
 	}
 	in.closed = true
 	if in.stdout != nil {
-		in.stdout.flush()
+		in.stdout.Flush()
 	}
 	if in.stderr != nil {
-		in.stderr.flush()
+		in.stderr.Flush()
 	}
 	C.wt_store_delete(in.s)
 	in.s = nil
@@ -416,46 +415,4 @@ func (in *instance) hostResult(ptr, capacity uint32) (int32, string) {
 	copy(mem[ptr:], in.reply)
 	in.pending = false
 	return int32(n), ""
-}
-
-// lineSplitter turns guest stdout/stderr writes into lines. Wasmtime writes
-// from its own threads (see wtGuestOutput), hence the mutex.
-type lineSplitter struct {
-	w   engine.LineWriter
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (l *lineSplitter) Write(p []byte) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			l.buf = append(l.buf, p...)
-			if len(l.buf) > 64<<10 { // flush very long lines in pieces
-				l.w.WriteLine(l.buf)
-				l.buf = l.buf[:0]
-			}
-			return
-		}
-		if len(l.buf) > 0 {
-			l.buf = append(l.buf, p[:i]...)
-			l.w.WriteLine(l.buf)
-			l.buf = l.buf[:0]
-		} else {
-			l.w.WriteLine(p[:i])
-		}
-		p = p[i+1:]
-	}
-}
-
-// flush writes a final unterminated line.
-func (l *lineSplitter) flush() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.buf) > 0 {
-		l.w.WriteLine(l.buf)
-		l.buf = l.buf[:0]
-	}
 }

@@ -447,10 +447,10 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 	in.ectx.Context = ctx
 	mc := m.mc
 	if m.cfg.Stdout != nil {
-		mc = mc.WithStdout(&lineSplitter{w: m.cfg.Stdout})
+		mc = mc.WithStdout(engine.NewLineSplitter(m.cfg.Stdout))
 	}
 	if m.cfg.Stderr != nil {
-		mc = mc.WithStderr(&lineSplitter{w: m.cfg.Stderr})
+		mc = mc.WithStderr(engine.NewLineSplitter(m.cfg.Stderr))
 	}
 	// The memory allocator travels in the context wazero instantiates with;
 	// host calls made by _initialize find the instance through ectx.
@@ -753,34 +753,4 @@ func hostResult(ctx context.Context, mod api.Module, stack []uint64) {
 	copy(out, in.reply)
 	in.pending = false
 	stack[0] = uint64(len(in.reply))
-}
-
-// lineSplitter turns guest stdout/stderr writes into lines.
-type lineSplitter struct {
-	w   engine.LineWriter
-	buf []byte
-}
-
-func (l *lineSplitter) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			l.buf = append(l.buf, p...)
-			if len(l.buf) > 64<<10 { // flush very long lines in pieces
-				l.w.WriteLine(l.buf)
-				l.buf = l.buf[:0]
-			}
-			break
-		}
-		if len(l.buf) > 0 {
-			l.buf = append(l.buf, p[:i]...)
-			l.w.WriteLine(l.buf)
-			l.buf = l.buf[:0]
-		} else {
-			l.w.WriteLine(p[:i])
-		}
-		p = p[i+1:]
-	}
-	return n, nil
 }
