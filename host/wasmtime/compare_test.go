@@ -17,9 +17,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wasmcorn/wasmcorn/abi"
+	"github.com/wasmcorn/wasmcorn/bench/workload"
 	"github.com/wasmcorn/wasmcorn/host"
 	"github.com/wasmcorn/wasmcorn/host/engine"
 	"github.com/wasmcorn/wasmcorn/host/enginetest"
@@ -268,35 +268,16 @@ func nativeHello(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte(`{"message":"hello, world"}`))
 }
 
-// nativeItems is plugins/jsonapi's /jsonapi/items handler.
+// nativeItems is plugins/jsonapi's /jsonapi/items handler, natively: the
+// same document the bench suite's native target serves (bench/workload,
+// which the suite's smoke test checks against the plugin's).
 func nativeItems(w http.ResponseWriter, r *http.Request) {
 	n, err := strconv.Atoi(r.URL.Query().Get("n"))
 	if err != nil {
 		n = 10
 	}
-	type item struct {
-		ID        int       `json:"id"`
-		Name      string    `json:"name"`
-		Price     float64   `json:"price"`
-		Tags      []string  `json:"tags"`
-		InStock   bool      `json:"in_stock"`
-		CreatedAt time.Time `json:"created_at"`
-	}
-	type list struct {
-		Count int    `json:"count"`
-		Items []item `json:"items"`
-	}
-	epoch := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	tags := []string{"red", "green", "blue", "small", "large", "sale"}
-	l := list{Count: n, Items: make([]item, n)}
-	for i := range l.Items {
-		id := i + 1
-		h := uint32(id) * 2654435761
-		l.Items[i] = item{ID: id, Name: fmt.Sprintf("item-%05d", id), Price: float64(h%100000) / 100,
-			Tags: []string{tags[h%6], tags[(h>>8)%6]}, InStock: h%3 != 0, CreatedAt: epoch.Add(time.Duration(id) * time.Hour)}
-	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(l)
+	json.NewEncoder(w).Encode(workload.ItemsN(n))
 }
 
 // BenchmarkCompile: compiling a plugin without the cache (what the first
