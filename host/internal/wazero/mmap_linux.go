@@ -5,6 +5,7 @@ package wazero
 import (
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/tetratelabs/wazero/experimental"
@@ -14,10 +15,11 @@ import (
 // Go heap: the full maximum is reserved PROT_NONE once (address space only,
 // MAP_NORESERVE) and pages are committed read-write as the guest grows.
 // memory.grow never copies, the Go GC never scans guest memory, and closing
-// an instance returns its memory to the OS at once. With an image, the
-// start of the reservation is a private (copy-on-write) mapping of the
-// image file instead: a new instance's memory holds the module's data
-// without copying it, and the pages no instance writes stay shared.
+// an instance returns its memory to the OS or, reset, to the region pool
+// (regions_linux.go) for the next instance. With an image, the start of
+// the reservation is a private (copy-on-write) mapping of the image file
+// instead: a new instance's memory holds the module's data without
+// copying it, and the pages no instance writes stay shared.
 type mmapAllocator struct {
 	limit uint64 // bytes; growth past it fails memory.grow
 	image *memImage
@@ -30,61 +32,102 @@ func (a mmapAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
 	if max == 0 {
 		max = 1 << 16
 	}
-	b, err := syscall.Mmap(-1, 0, int(max), syscall.PROT_NONE,
-		syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
+	if a.image != nil && uint64(a.image.size) > max {
+		return nil // cannot happen: the image fits the initial memory
+	}
+	if r := regions.get(int(max), a.image); r != nil {
+		m := &mmapMemory{r: r}
+		if m.Reallocate(cap) != nil {
+			regionStats.reused.Add(1)
+			return m
+		}
+		r.unmap()
+	}
+	r, err := newRegion(int(max), a.image)
 	if err != nil {
 		return nil
 	}
-	m := &mmapMemory{buf: b}
-	if im := a.image; im != nil {
-		if uint64(im.size) > max {
-			m.Free() // cannot happen: the image fits the initial memory
-			return nil
-		}
-		_, _, errno := syscall.Syscall6(syscall.SYS_MMAP, uintptr(unsafe.Pointer(&b[0])), uintptr(im.size),
-			syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_FIXED, im.f.Fd(), 0)
-		if errno != 0 {
-			m.Free()
-			return nil
-		}
-		m.committed = uint64(im.size)
-	}
+	m := &mmapMemory{r: r}
 	if m.Reallocate(cap) == nil {
-		m.Free()
+		r.unmap()
 		return nil
 	}
+	regionStats.fresh.Add(1)
 	return m
 }
 
-type mmapMemory struct {
+// region is one reservation of linear memory.
+type region struct {
 	buf       []byte // the whole reservation
 	committed uint64
-	size      uint64
+	img       *memImage // the image mapped at the start (its file may be closed)
+	imgSize   uint64
+	freedAt   time.Time // when it entered the region pool
+}
+
+func newRegion(n int, image *memImage) (*region, error) {
+	b, err := syscall.Mmap(-1, 0, n, syscall.PROT_NONE,
+		syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
+	if err != nil {
+		return nil, err
+	}
+	r := &region{buf: b}
+	if image != nil {
+		_, _, errno := syscall.Syscall6(syscall.SYS_MMAP, uintptr(unsafe.Pointer(&b[0])), uintptr(image.size),
+			syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_FIXED, image.f.Fd(), 0)
+		if errno != 0 {
+			r.unmap()
+			return nil, errno
+		}
+		r.committed = uint64(image.size)
+		r.img, r.imgSize = image, uint64(image.size)
+	}
+	return r, nil
+}
+
+func (r *region) unmap() {
+	if r.buf != nil {
+		_ = syscall.Munmap(r.buf)
+		r.buf = nil
+	}
+}
+
+// mmapMemory is one instance's use of a region; a region outlives it when
+// pooled, so each allocation gets its own mmapMemory and a second Free of
+// the same one is a no-op rather than a release of the next owner's memory.
+type mmapMemory struct {
+	r    *region
+	size uint64
 }
 
 func (m *mmapMemory) Reallocate(size uint64) []byte {
-	if size > uint64(len(m.buf)) {
+	r := m.r
+	if r == nil || size > uint64(len(r.buf)) {
 		return nil
 	}
-	if size > m.committed {
+	if size > r.committed {
 		// Commit in 1 MiB steps to keep the number of mprotect calls low.
 		newCommit := (size + (1<<20 - 1)) &^ (1<<20 - 1)
-		if newCommit > uint64(len(m.buf)) {
-			newCommit = uint64(len(m.buf))
+		if newCommit > uint64(len(r.buf)) {
+			newCommit = uint64(len(r.buf))
 		}
-		if err := syscall.Mprotect(m.buf[m.committed:newCommit], syscall.PROT_READ|syscall.PROT_WRITE); err != nil {
+		if err := syscall.Mprotect(r.buf[r.committed:newCommit], syscall.PROT_READ|syscall.PROT_WRITE); err != nil {
 			return nil
 		}
-		m.committed = newCommit
+		r.committed = newCommit
 	}
 	m.size = size
-	return m.buf[:size:size]
+	return r.buf[:size:size]
 }
 
+// Free implements experimental.LinearMemory: wazero calls it when the
+// instance closes. The region goes to the pool for a later instance, or
+// back to the OS.
 func (m *mmapMemory) Free() {
-	if m.buf != nil {
-		_ = syscall.Munmap(m.buf)
-		m.buf = nil
+	r := m.r
+	m.r = nil
+	if r != nil && !regions.put(r) {
+		r.unmap()
 	}
 }
 
