@@ -24,6 +24,7 @@ import (
 	"github.com/wasmcorn/wasmcorn/host"
 	"github.com/wasmcorn/wasmcorn/host/engine"
 	"github.com/wasmcorn/wasmcorn/host/enginetest"
+	"github.com/wasmcorn/wasmcorn/host/internal/wazero"
 	"github.com/wasmcorn/wasmcorn/internal/testplugins"
 )
 
@@ -96,19 +97,36 @@ func compileHello(b *testing.B) engine.Module {
 
 // BenchmarkInstantiate: one ready instance of the hello plugin (instantiate,
 // _initialize, ABI check) and its Close, at the engine level, warm cache.
+// "fresh" gives every instance a new memory mapping (the pool of reusable
+// memory is emptied after each Close, as for the first instances of a
+// load); "reused" lets the engine reset and reuse the closed instance's
+// memory, as when a pool replaces a recycled instance or a reload follows
+// a drained version.
 func BenchmarkInstantiate(b *testing.B) {
 	if testing.Short() {
 		b.Skip("builds Wasm plugins")
 	}
 	ctx := context.Background()
 	m := compileHello(b)
-	enginetest.Loop(b, func() {
-		in, err := m.Instantiate(ctx, nopCaller{})
-		if err != nil {
-			b.Fatal(err)
+	for _, reuse := range []bool{false, true} {
+		name := "fresh"
+		if reuse {
+			name = "reused"
 		}
-		in.Close(ctx)
-	})
+		b.Run(name, func(b *testing.B) {
+			wazero.ReleasePooledMemory()
+			enginetest.Loop(b, func() {
+				in, err := m.Instantiate(ctx, nopCaller{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				in.Close(ctx)
+				if !reuse {
+					wazero.ReleasePooledMemory()
+				}
+			})
+		})
+	}
 }
 
 // processCPU returns the user and system CPU time the process has used.
@@ -160,7 +178,9 @@ func BenchmarkLoad(b *testing.B) {
 // BenchmarkInstanceMemory reports what one more ready instance of the hello
 // plugin costs after serving one request: growth of the process's RSS and
 // PSS (smaps_rollup; pages shared between instances, such as the data
-// image, count once in PSS) over 8 instances, divided by 8.
+// image, count once in PSS) over 8 instances, divided by 8. Each round
+// starts with the engine's pool of reusable memory empty, so the instances
+// get fresh mappings (reused ones would hide their pages from the growth).
 func BenchmarkInstanceMemory(b *testing.B) {
 	if testing.Short() {
 		b.Skip("builds Wasm plugins")
@@ -174,6 +194,7 @@ func BenchmarkInstanceMemory(b *testing.B) {
 	var rss, pss float64
 	runs := 0
 	for b.Loop() {
+		wazero.ReleasePooledMemory()
 		runtime.GC()
 		rss0, pss0 := smapsRollup(b)
 		ins := make([]engine.Instance, n)

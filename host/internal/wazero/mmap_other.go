@@ -58,3 +58,6 @@ func (im *memImage) close() {}
 // stableMemory: memory.grow may move linear memory to a new slice, so no
 // pointer into it may be kept (no soft deadlines here).
 const stableMemory = false
+
+// ReleasePooledMemory: memory is not pooled on this platform.
+func ReleasePooledMemory() {}
