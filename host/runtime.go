@@ -238,6 +238,10 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec) (*Plugin, error) {
 		}
 		files = bfs
 	}
+	var codeSum *[32]byte
+	if section == nil { // no files section: code is spec.Wasm itself
+		codeSum = &sum
+	}
 	mod, err := eng.Compile(ctx, spec.Name, code, engine.ModuleConfig{
 		Files:          files,
 		MaxMemoryPages: spec.Limits.MaxMemoryPages,
@@ -246,6 +250,7 @@ func (rt *Runtime) Load(ctx context.Context, spec PluginSpec) (*Plugin, error) {
 		Stdout:         &logLines{log: log, stream: "stdout", level: slog.LevelInfo},
 		Stderr:         &logLines{log: log, stream: "stderr", level: slog.LevelWarn},
 		Interruptible:  spec.Limits.DeadlineEnforced,
+		SHA256:         codeSum,
 	})
 	if err != nil {
 		return nil, err

@@ -63,9 +63,11 @@ func (o *LoadOptions) logger() *slog.Logger {
 }
 
 // loadAll loads every plugin of the directory. reuse, when set, may
-// return an already loaded Entry for a plugin file instead of loading it.
+// return an already loaded Entry for a plugin file, given the module's
+// bytes, instead of loading it; the bytes it was given are loaded
+// otherwise, so a reload reads each module once.
 func loadAll(ctx context.Context, cfg *config.Config, l Loader, opts LoadOptions,
-	reuse func(pf config.PluginFile) (Entry, bool)) ([]Entry, []LoadFailure, error) {
+	reuse func(pf config.PluginFile, wasm []byte) (Entry, bool)) ([]Entry, []LoadFailure, error) {
 	log := opts.logger()
 	dir := cfg.Plugins.Dir
 	found, problems, err := config.Discover(dir)
@@ -95,16 +97,22 @@ func loadAll(ctx context.Context, cfg *config.Config, l Loader, opts LoadOptions
 			drainEntries(context.Background(), entries, log)
 			return nil, nil, err
 		}
+		var wasm []byte
 		if reuse != nil {
-			if e, ok := reuse(pf); ok {
-				entries = append(entries, e)
-				continue
+			// A module that cannot be read is not reused; loadPlugin reads
+			// it again and reports why.
+			if b, err := os.ReadFile(pf.Wasm); err == nil {
+				if e, ok := reuse(pf, b); ok {
+					entries = append(entries, e)
+					continue
+				}
+				wasm = b
 			}
 		}
 		if opts.Progress != nil {
 			opts.Progress(i+1, len(found), pf.Name)
 		}
-		e, err := LoadPlugin(ctx, cfg, l, pf, opts.Spec)
+		e, err := loadPlugin(ctx, cfg, l, pf, opts.Spec, wasm)
 		if err != nil {
 			log.Error("plugin failed to load", "plugin", pf.Name, "error", err)
 			metrics.PluginLoadFailures.WithLabelValues(pf.Name).Inc()
@@ -142,6 +150,12 @@ func logLoaded(log *slog.Logger, set *Set, skip map[Plugin]bool) {
 // LoadPlugin loads the one plugin pf describes: manifest, grants check
 // against cfg, module bytes, then l.Load.
 func LoadPlugin(ctx context.Context, cfg *config.Config, l Loader, pf config.PluginFile, adjust func(*host.PluginSpec)) (Entry, error) {
+	return loadPlugin(ctx, cfg, l, pf, adjust, nil)
+}
+
+// loadPlugin is LoadPlugin with the module's bytes when the caller has
+// read them already (nil: read pf.Wasm).
+func loadPlugin(ctx context.Context, cfg *config.Config, l Loader, pf config.PluginFile, adjust func(*host.PluginSpec), wasm []byte) (Entry, error) {
 	m, err := config.LoadPluginManifest(pf)
 	if err != nil {
 		return Entry{}, err
@@ -149,9 +163,10 @@ func LoadPlugin(ctx context.Context, cfg *config.Config, l Loader, pf config.Plu
 	if err := m.CheckGrants(cfg); err != nil {
 		return Entry{}, err
 	}
-	wasm, err := os.ReadFile(pf.Wasm)
-	if err != nil {
-		return Entry{}, fmt.Errorf("plugin %s: %w", pf.Name, err)
+	if wasm == nil {
+		if wasm, err = os.ReadFile(pf.Wasm); err != nil {
+			return Entry{}, fmt.Errorf("plugin %s: %w", pf.Name, err)
+		}
 	}
 	spec := m.Spec(pf.Name, wasm)
 	if adjust != nil {

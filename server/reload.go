@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
-	"os"
 	"reflect"
 	"strconv"
 	"time"
@@ -86,9 +85,9 @@ func (s *Server) ReloadDir(ctx context.Context, cfg *config.Config, l Loader, op
 	old := s.Current()
 	current := old.entries()
 	reused := map[Plugin]bool{}
-	entries, failures, err := loadAll(ctx, cfg, l, opts, func(pf config.PluginFile) (Entry, bool) {
+	entries, failures, err := loadAll(ctx, cfg, l, opts, func(pf config.PluginFile, wasm []byte) (Entry, bool) {
 		e, ok := current[pf.Name]
-		if !ok || !unchanged(pf, e) {
+		if !ok || !unchanged(pf, wasm, e) {
 			return Entry{}, false
 		}
 		reused[e.Plugin] = true
@@ -220,13 +219,9 @@ func (e *ReloadError) Error() string {
 	return msg
 }
 
-// unchanged reports whether pf's module and manifest are those e was
-// loaded from.
-func unchanged(pf config.PluginFile, e Entry) bool {
-	wasm, err := os.ReadFile(pf.Wasm)
-	if err != nil {
-		return false
-	}
+// unchanged reports whether pf's module (whose bytes are wasm) and
+// manifest are those e was loaded from.
+func unchanged(pf config.PluginFile, wasm []byte, e Entry) bool {
 	sum := sha256.Sum256(wasm)
 	if hex.EncodeToString(sum[:]) != e.Plugin.Hash() {
 		return false

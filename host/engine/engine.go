@@ -53,6 +53,12 @@ type ModuleConfig struct {
 	// must still honour it; turning it off is the per-plugin opt-out for
 	// trusted code (`deadline_enforced = false` in the manifest).
 	Interruptible bool
+	// SHA256, when set, is the SHA-256 of the module bytes given to
+	// Compile, computed by the caller (the host hashes every module for
+	// its version); engines that key caches by content use it instead of
+	// hashing again. It must be exact: the host sets it only from the
+	// very bytes it passes.
+	SHA256 *[32]byte
 }
 
 // DirGrant is one preopened directory.

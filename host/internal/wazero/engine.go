@@ -122,7 +122,12 @@ var dataImage func(wasm []byte) (code, image []byte, ok bool)
 func (e *Engine) Compile(ctx context.Context, name string, wasm []byte, cfg engine.ModuleConfig) (engine.Module, error) {
 	rt := e.plain
 	mode := "off"
-	sum := sha256.Sum256(wasm)
+	var sum [32]byte
+	if cfg.SHA256 != nil {
+		sum = *cfg.SHA256
+	} else {
+		sum = sha256.Sum256(wasm)
+	}
 	// Instances start from the data image (a copy-on-write mapping) instead
 	// of wazero applying the data segments: see wasmrewrite.DataImage.
 	code, img, instrumented := e.prepared(wasm, sum, cfg.Interruptible)
