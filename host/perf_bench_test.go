@@ -151,6 +151,7 @@ func BenchmarkLoad(b *testing.B) {
 	ctx := context.Background()
 	var total time.Duration
 	load := func() {
+		wazero.ReleasePooledMemory() // a restart has no memory to reuse
 		rt, err := host.NewRuntime(host.RuntimeOptions{Engine: host.DefaultEngine, CacheDir: enginetest.PluginCacheDir(b)})
 		if err != nil {
 			b.Fatal(err)
