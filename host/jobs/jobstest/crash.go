@@ -152,8 +152,13 @@ func CrashRecovery(t *testing.T, addr string, open CrashOpen) {
 	atKill := len(distinct())
 
 	child = start()
+	// Every job recorded is not enough: a job the killed worker recorded
+	// but never acknowledged is still leased to it until its lease runs
+	// out and the second worker claims it again. Wait for the queue
+	// itself to count every job completed.
 	Eventually(t, 120*time.Second, "second worker completed the rest", func() bool {
-		return len(distinct()) == n
+		s, err := q.Stats(ctx, crashQueue)
+		return err == nil && s.Completed == n && s.InFlight == 0 && s.Ready == 0 && s.Retrying == 0 && len(distinct()) == n
 	})
 	if err := child.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
