@@ -39,6 +39,7 @@ func (a mmapAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
 		m := &mmapMemory{r: r}
 		if m.Reallocate(cap) != nil {
 			regionStats.reused.Add(1)
+			memReused.Inc()
 			return m
 		}
 		r.unmap()
@@ -53,6 +54,7 @@ func (a mmapAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
 		return nil
 	}
 	regionStats.fresh.Add(1)
+	memFresh.Inc()
 	return m
 }
 

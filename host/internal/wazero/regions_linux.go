@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/wasmcorn/wasmcorn/internal/metrics"
 )
 
 // Reusing the linear memory of closed instances.
@@ -48,8 +50,14 @@ const (
 // usable by any module with the same reservation size).
 var regions regionPool
 
-// regionStats counts what Allocate did, for tests and benchmarks.
+// regionStats counts what Allocate did, for tests; the same counts go to
+// Prometheus (wasmcorn_instance_memories_total).
 var regionStats struct{ reused, fresh, dropped atomic.Int64 }
+
+var (
+	memFresh  = metrics.InstanceMemories.WithLabelValues("fresh")
+	memReused = metrics.InstanceMemories.WithLabelValues("reused")
+)
 
 type regionPool struct {
 	mu      sync.Mutex
@@ -82,6 +90,7 @@ func (p *regionPool) put(r *region) bool {
 	r.freedAt = now
 	p.free = append(p.free, r)
 	p.bytes += r.committed
+	p.account()
 	if p.timer == nil {
 		p.timer = time.AfterFunc(regionIdle, p.sweep)
 	}
@@ -111,6 +120,7 @@ func (p *regionPool) get(n int, image *memImage) *region {
 		r = p.free[pick]
 		p.free = append(p.free[:pick], p.free[pick+1:]...)
 		p.bytes -= r.committed
+		p.account()
 	}
 	pm := p.pagemap
 	p.mu.Unlock()
@@ -123,6 +133,13 @@ func (p *regionPool) get(n int, image *memImage) *region {
 		return nil
 	}
 	return r
+}
+
+// account publishes the process pool's size (tests use pools of their own).
+func (p *regionPool) account() {
+	if p == &regions {
+		metrics.InstanceMemoryPooledBytes.Set(float64(p.bytes))
+	}
 }
 
 func (p *regionPool) sweep() {
@@ -145,6 +162,7 @@ func (p *regionPool) dropLocked(i int) {
 	r := p.free[i]
 	p.free = append(p.free[:i], p.free[i+1:]...)
 	p.bytes -= r.committed
+	p.account()
 	regionStats.dropped.Add(1)
 	r.unmap()
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/tetratelabs/wazero/experimental"
 )
 
@@ -94,12 +95,15 @@ func TestRegionReuse(t *testing.T) {
 			m.Free()
 			m.Free() // a second Free of the same memory must not pool it twice
 
-			reused := regionStats.reused.Load()
+			reused, metric := regionStats.reused.Load(), testutil.ToFloat64(memReused)
 			to := newAllocator(max, c.to)
 			m2, buf2 := allocate(t, to, 10*wasmPage, max)
 			defer m2.Free()
 			if regionStats.reused.Load() != reused+1 {
 				t.Fatal("the freed region was not reused")
+			}
+			if got := testutil.ToFloat64(memReused); got != metric+1 {
+				t.Fatalf("wasmcorn_instance_memories_total{source=reused} went from %v to %v, want +1", metric, got)
 			}
 			wantFresh(t, m2.Reallocate(40*wasmPage), c.to)
 			_ = buf2
