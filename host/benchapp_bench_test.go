@@ -20,7 +20,8 @@ package host_test
 // WC_BENCHAPP_PATHS=db,cached,... runs other paths of the plugin instead of
 // "db" (each as GET /PATH?id=N); WC_TRUSTED=1 turns deadline enforcement
 // off; WC_PAR sets the goroutines per CPU (default 8); WC_MAX the pool size
-// (default host.DefaultPoolConfig's).
+// (default host.DefaultPoolConfig's); WC_GUEST_ENV=K=V,... sets the
+// guest's environment (e.g. GOGC=400).
 
 import (
 	"context"
@@ -84,6 +85,13 @@ func BenchmarkBenchappDB(b *testing.B) {
 	}
 	spec.Pool.Min = spec.Pool.Max // all instances made before the timer starts
 	spec.Limits.DeadlineEnforced = os.Getenv("WC_TRUSTED") == ""
+	if v := os.Getenv("WC_GUEST_ENV"); v != "" {
+		spec.Env = map[string]string{}
+		for _, kv := range strings.Split(v, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			spec.Env[k] = v
+		}
+	}
 	spec.Grants.CacheNamespace = "bench"
 	spec.Grants.Databases = []string{"bench"}
 	p, err := rt.Load(ctx, spec)
