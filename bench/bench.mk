@@ -26,17 +26,22 @@ BENCH_FLAGS ?= -repeat 3
 BENCH_SRCS  := $(shell find bench -name '*.go' -not -name '*_test.go' -not -path 'bench/plugins/*' 2>/dev/null) \
 	$(wildcard bench/classic/django/benchapp/*.py)
 
-.PHONY: bench bench-classic bench-smoke bench-wrk bench-tools
+.PHONY: bench bench-classic bench-smoke bench-wrk bench-tools bench-python
+
+# The py-* scenarios build their plugin from sdk-python, which needs the
+# Python runtime (cached by its inputs: seconds when nothing changed) and
+# wizer; without them the suite would skip those scenarios.
+bench-python: python-runtime $(if $(filter off,$(PYTHON_WIZER)),,python-wizer)
 
 $(BENCH_BIN): $(BENCH_SRCS) go.mod go.sum
 	@mkdir -p bin
 	$(GO) build -o $@ ./bench/cmd/wcbench
 
-bench: deps build $(BENCH_BIN) $(if $(BENCH_WASMTIME),build-wasmtime)
+bench: deps build bench-python $(BENCH_BIN) $(if $(BENCH_WASMTIME),build-wasmtime)
 	WCBENCH_COMMAND="make bench$(if $(BENCH_FLAGS), BENCH_FLAGS=\"$(BENCH_FLAGS)\")" \
 		./$(BENCH_BIN) $(BENCH_TARGETS) -out bench/results -summary bench/RESULTS.md $(BENCH_FLAGS)
 
-bench-classic: deps build $(BENCH_BIN) $(if $(BENCH_WASMTIME),build-wasmtime)
+bench-classic: deps build bench-python $(BENCH_BIN) $(if $(BENCH_WASMTIME),build-wasmtime)
 	@bash scripts/deps.sh classic
 	WCBENCH_COMMAND="make bench-classic$(if $(BENCH_FLAGS), BENCH_FLAGS=\"$(BENCH_FLAGS)\")" \
 		./$(BENCH_BIN) -classic yes $(BENCH_TARGETS) -out bench/results -summary bench/RESULTS.md $(BENCH_FLAGS)
