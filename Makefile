@@ -39,6 +39,8 @@ lint:
 	@out=$$(gofmt -l abi host server internal cmd bench sdk-go plugins 2>/dev/null); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@# Handler authors develop on macOS too: the binary must build there.
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/wasmcorn
 
 # Plain unit tests, no external services needed beyond what tests start themselves.
 test-unit:

@@ -480,7 +480,7 @@ func fileLimit() uint64 {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return 0
 	}
-	return lim.Cur
+	return uint64(lim.Cur) // int64 on some BSDs
 }
 
 // measure runs one scenario on one target.

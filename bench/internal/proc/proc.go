@@ -47,7 +47,7 @@ func Start(name string, cmd *exec.Cmd, logPath string) (*Process, error) {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, cmd.Path, err)
