@@ -38,7 +38,6 @@ func (a mmapAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
 	if r := regions.get(int(max), a.image); r != nil {
 		m := &mmapMemory{r: r}
 		if m.Reallocate(cap) != nil {
-			regionStats.reused.Add(1)
 			memReused.Inc()
 			return m
 		}
@@ -53,7 +52,6 @@ func (a mmapAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
 		r.unmap()
 		return nil
 	}
-	regionStats.fresh.Add(1)
 	memFresh.Inc()
 	return m
 }

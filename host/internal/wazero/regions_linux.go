@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -50,10 +49,7 @@ const (
 // usable by any module with the same reservation size).
 var regions regionPool
 
-// regionStats counts what Allocate did, for tests; the same counts go to
-// Prometheus (wasmcorn_instance_memories_total).
-var regionStats struct{ reused, fresh, dropped atomic.Int64 }
-
+// What Allocate did (wasmcorn_instance_memories_total); tests read them too.
 var (
 	memFresh  = metrics.InstanceMemories.WithLabelValues("fresh")
 	memReused = metrics.InstanceMemories.WithLabelValues("reused")
@@ -128,7 +124,6 @@ func (p *regionPool) get(n int, image *memImage) *region {
 		return nil
 	}
 	if err := r.reset(pm, image); err != nil {
-		regionStats.dropped.Add(1)
 		r.unmap()
 		return nil
 	}
@@ -163,7 +158,6 @@ func (p *regionPool) dropLocked(i int) {
 	p.free = append(p.free[:i], p.free[i+1:]...)
 	p.bytes -= r.committed
 	p.account()
-	regionStats.dropped.Add(1)
 	r.unmap()
 }
 
