@@ -199,7 +199,7 @@ const (
 	pmFile    = 1 << 61 // file page or shared anonymous page
 )
 
-// reset makes m read as image (nil: none) followed by zeros up to its
+// reset makes r read as image (nil: none) followed by zeros up to its
 // committed size, keeping the page-table entries of pages it can clear in
 // place. r.img is the image mapped at its start now.
 func (r *region) reset(pm *os.File, image *memImage) error {
@@ -250,8 +250,7 @@ func (r *region) reset(pm *os.File, image *memImage) error {
 	for i := start; i < pages; {
 		e := binary.LittleEndian.Uint64(entries[i*8:])
 		inImage := i*page < imgSize
-		switch {
-		case e&(pmPresent|pmSwapped) == 0, inImage && e&pmFile != 0:
+		if e&(pmPresent|pmSwapped) == 0 || (inImage && e&pmFile != 0) {
 			i++ // reads as the image or as zero already
 			continue
 		}
