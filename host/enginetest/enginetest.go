@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -80,6 +81,7 @@ func Run(t *testing.T, engineName string) {
 		{"GCProceedsWhileGuestSpins", k.testGCProceedsWhileGuestSpins},
 		{"PoolExhaustion", k.testPoolExhaustion},
 		{"RecycleAfterMaxRequests", k.testRecycleAfterMaxRequests},
+		{"RecycledInstanceStartsFresh", k.testRecycledInstanceStartsFresh},
 		{"ResponseTooLarge", k.testResponseTooLarge},
 		{"NoJobExport", k.testNoJobExport},
 		{"ConcurrentNoCrossTalk", k.testConcurrentNoCrossTalk},
@@ -535,6 +537,38 @@ func (k kit) testRecycleAfterMaxRequests(t *testing.T) {
 	}
 	if s := q.Stats(); s.Recycled != 2 {
 		t.Fatalf("recycled = %d with memory above max_memory_bytes, want 2", s.Recycled)
+	}
+}
+
+// testRecycledInstanceStartsFresh: guest state persists between the calls
+// of one instance and never reaches the next one, even when the engine
+// hands the next instance the closed one's memory (testdata/counter.wat
+// counts in its data image and in zeroed memory past it).
+func (k kit) testRecycledInstanceStartsFresh(t *testing.T) {
+	rt := k.runtime(t)
+	p := load(t, rt, "counter", func(s *host.PluginSpec) {
+		s.Pool = host.PoolConfig{Min: 1, Max: 1, MaxWait: 5 * time.Second, MaxRequests: 3}
+	})
+	for i := range 10 {
+		out, err := p.Handle(context.Background(), EncodeRequest("x"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp abi.Response
+		if err := abi.DecodeResponse(out, &resp); err != nil {
+			t.Fatal(err)
+		}
+		if resp.Status != 200 || len(resp.Body) != 8 {
+			t.Fatalf("call %d: status %d, body %x", i, resp.Status, resp.Body)
+		}
+		inImage, pastImage := binary.LittleEndian.Uint32(resp.Body), binary.LittleEndian.Uint32(resp.Body[4:])
+		n := uint32(i%3 + 1) // the instance's own call count
+		if inImage != 100+n || pastImage != n {
+			t.Fatalf("call %d: counters %d and %d, want %d and %d (state leaked between instances)", i, inImage, pastImage, 100+n, n)
+		}
+	}
+	if s := p.Stats(); s.Recycled != 3 {
+		t.Fatalf("recycled = %d after 10 requests with max_requests 3, want 3", s.Recycled)
 	}
 }
 
