@@ -73,16 +73,31 @@ func newRegion(n int, image *memImage) (*region, error) {
 	}
 	r := &region{buf: b}
 	if image != nil {
-		_, _, errno := syscall.Syscall6(syscall.SYS_MMAP, uintptr(unsafe.Pointer(&b[0])), uintptr(image.size),
-			syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_FIXED, image.f.Fd(), 0)
-		if errno != 0 {
+		if err := mapFixed(uintptr(unsafe.Pointer(&b[0])), uint64(image.size), image); err != nil {
 			r.unmap()
-			return nil, errno
+			return nil, err
 		}
 		r.committed = uint64(image.size)
 		r.img, r.imgSize = image, uint64(image.size)
 	}
 	return r, nil
+}
+
+// mapFixed maps n bytes at addr read-write, replacing what was there: a
+// private (copy-on-write) mapping of image's file, or zeros when image is
+// nil.
+func mapFixed(addr uintptr, n uint64, image *memImage) error {
+	flags, fd := uintptr(syscall.MAP_PRIVATE|syscall.MAP_FIXED), ^uintptr(0)
+	if image != nil {
+		fd = image.f.Fd()
+	} else {
+		flags |= syscall.MAP_ANON
+	}
+	if _, _, errno := syscall.Syscall6(syscall.SYS_MMAP, addr, uintptr(n),
+		syscall.PROT_READ|syscall.PROT_WRITE, flags, fd, 0); errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 func (r *region) unmap() {

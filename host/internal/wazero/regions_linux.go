@@ -113,10 +113,7 @@ func (p *regionPool) get(n int, image *memImage) *region {
 	}
 	var r *region
 	if pick >= 0 {
-		r = p.free[pick]
-		p.free = append(p.free[:pick], p.free[pick+1:]...)
-		p.bytes -= r.committed
-		p.account()
+		r = p.takeLocked(pick)
 	}
 	pm := p.pagemap
 	p.mu.Unlock()
@@ -153,13 +150,16 @@ func (p *regionPool) expireLocked(now time.Time) {
 	}
 }
 
-func (p *regionPool) dropLocked(i int) {
+// takeLocked removes free[i] from the pool and returns it.
+func (p *regionPool) takeLocked(i int) *region {
 	r := p.free[i]
 	p.free = append(p.free[:i], p.free[i+1:]...)
 	p.bytes -= r.committed
 	p.account()
-	r.unmap()
+	return r
 }
+
+func (p *regionPool) dropLocked(i int) { p.takeLocked(i).unmap() }
 
 // ReleasePooledMemory unmaps the memory regions kept for reuse, so that a
 // measurement of what new instances cost starts from fresh mappings.
@@ -221,17 +221,15 @@ func (r *region) reset(pm *os.File, image *memImage) error {
 	if !keepPrefix {
 		old := r.imgSize
 		if imgSize > 0 {
-			if _, _, errno := syscall.Syscall6(syscall.SYS_MMAP, base, uintptr(imgSize),
-				syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_FIXED, image.f.Fd(), 0); errno != 0 {
-				return errno
+			if err := mapFixed(base, imgSize, image); err != nil {
+				return err
 			}
 		}
 		if old > imgSize {
 			// What was the old image's mapping beyond the new one becomes
 			// plain zero memory again.
-			if _, _, errno := syscall.Syscall6(syscall.SYS_MMAP, base+uintptr(imgSize), uintptr(old-imgSize),
-				syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_FIXED, ^uintptr(0), 0); errno != 0 {
-				return errno
+			if err := mapFixed(base+uintptr(imgSize), old-imgSize, nil); err != nil {
+				return err
 			}
 		}
 		r.img, r.imgSize = image, imgSize
