@@ -7,7 +7,7 @@ set -euo pipefail
 
 declare -A groups=(
   [test]="mariadb-server mariadb-client redis-server wabt"
-  [python]="clang-19 lld-19 llvm-19 wasi-libc libclang-rt-19-dev-wasm32 python3-pytest python3-flask dpkg-dev zip"
+  [python]="clang-19 lld-19 llvm-19 wasi-libc libclang-rt-19-dev-wasm32 python3-pytest python3-flask python3-django dpkg-dev zip"
   [wasmtime]="gcc libc6-dev"
   [classic]="nginx gunicorn python3-gevent uwsgi uwsgi-plugin-python3 python3-django python3-mysqldb python3-redis python3-django-redis"
 )
