@@ -19,10 +19,9 @@ Limits, each a consequence of SQL running in the host, not in this process:
   migrations) reach one pooled connection, not all of them.
 """
 
+import importlib.util
 import sys
 import types
-
-from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .. import db as Database
 
@@ -59,7 +58,7 @@ def _sqlite3_stand_in():
 
 
 def _import_sqlite3_backend():
-    if "sqlite3" in sys.modules or _has_sqlite3():
+    if importlib.util.find_spec("sqlite3") is not None:  # native Python
         from django.db.backends.sqlite3 import base
         return base
     stand_in = _sqlite3_stand_in()
@@ -71,11 +70,6 @@ def _import_sqlite3_backend():
         # fails as it did before.
         del sys.modules["sqlite3"], sys.modules["sqlite3.dbapi2"]
     return base
-
-
-def _has_sqlite3():
-    import importlib.util
-    return importlib.util.find_spec("sqlite3") is not None
 
 
 _sqlite = _import_sqlite3_backend()
@@ -112,16 +106,9 @@ class DatabaseWrapper(_sqlite.DatabaseWrapper):
     def create_cursor(self, name=None):
         return CursorWrapper(self.connection)
 
-    def close(self):
-        self.validate_thread_sharing()
-        BaseDatabaseWrapper.close(self)
-
     def _set_autocommit(self, autocommit):
         with self.wrap_database_errors:
             self.connection.autocommit = autocommit
 
     def _start_transaction_under_autocommit(self):
         self.connection.begin()
-
-    def is_in_memory_db(self):
-        return False
