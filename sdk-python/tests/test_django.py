@@ -11,6 +11,7 @@ _host = FakeHost(databases=("default",))
 
 
 def setup_module(_):
+    global Item
     from django.conf import settings
 
     if not settings.configured:
@@ -21,6 +22,7 @@ def setup_module(_):
         )
         django.setup()
     _host.install()
+    Item = _item()
 
 
 def teardown_module(_):
@@ -46,14 +48,7 @@ def _item():
     return Item
 
 
-Item = None
-
-
-@pytest.fixture(autouse=True)
-def item_model():
-    global Item
-    if Item is None:
-        Item = _item()
+Item = None  # the model, made by setup_module once the fake host is installed
 
 
 def test_orm_through_the_host():
