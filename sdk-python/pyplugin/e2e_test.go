@@ -306,6 +306,14 @@ backoff_min = "100ms"
 		if m := c.json("GET", "/py-django-db/sqlite", "", 200); m["host"] != m["declared"] {
 			t.Errorf("the host runs SQLite %v, wasmcorn/django/base.py declares %v: update SQLITE_VERSION_INFO", m["host"], m["declared"])
 		}
+		// Django's cache framework on the host's cache (wasmcorn.django.cache):
+		// an atomic counter and a pickled value, shared by the instances.
+		for want := 1.0; want <= 3; want++ {
+			m := c.json("POST", "/py-django-db/visits", "", 200)
+			if last, _ := m["last"].(map[string]any); m["visits"] != want || last["n"] != want {
+				t.Fatalf("visit %v: %v", want, m)
+			}
+		}
 	})
 	t.Run("deadline", func(t *testing.T) {
 		c := client{t: t, base: c.base}

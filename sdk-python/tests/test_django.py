@@ -5,6 +5,7 @@ import pytest
 
 django = pytest.importorskip("django")
 
+from conftest import configure_django  # noqa: E402
 from wasmcorn.testing import FakeHost  # noqa: E402
 
 _host = FakeHost(databases=("default",))
@@ -12,15 +13,7 @@ _host = FakeHost(databases=("default",))
 
 def setup_module(_):
     global Item
-    from django.conf import settings
-
-    if not settings.configured:
-        settings.configure(
-            DATABASES={"default": {"ENGINE": "wasmcorn.django", "NAME": "default"}},
-            INSTALLED_APPS=[],
-            USE_TZ=True,
-        )
-        django.setup()
+    configure_django()
     _host.install()
     Item = _item()
 

@@ -8,19 +8,6 @@ import wasmcorn
 from wasmcorn import _abi, cache, config, log, queue
 
 
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
 @pytest.fixture
 def host(clock):
     with wasmcorn.testing.FakeHost(queues=("emails",), config={"greeting": "hej"}, clock=clock) as h:

@@ -1,5 +1,6 @@
 """A minimal Django project whose ORM uses the host's SQL through the
-wasmcorn.django backend (TestE2EPythonPlugins, "py-django-db").
+wasmcorn.django backend, and whose cache framework uses the host's cache
+through wasmcorn.django.cache (TestE2EPythonPlugins, "py-django-db").
 
     POST /py-django-db/notes?text=T         201 {"id", "text"}, in a transaction
     POST /py-django-db/notes?text=T&fail=1  500, the transaction rolled back
@@ -9,6 +10,9 @@ wasmcorn.django backend (TestE2EPythonPlugins, "py-django-db").
                                             wasmcorn/django/base.py)
     GET  /py-django-db/sqlite               the host's SQLite version and the
                                             one the backend declares to Django
+    POST /py-django-db/visits               {"visits": n, "last": {"n": n}}: a
+                                            counter in Django's cache (add,
+                                            incr) and a pickled value
 """
 
 from django.conf import settings
@@ -23,12 +27,14 @@ settings.configure(
     USE_TZ=False,
     TIME_ZONE="UTC",
     DATABASES={"default": {"ENGINE": "wasmcorn.django", "NAME": "default"}},
+    CACHES={"default": {"BACKEND": "wasmcorn.django.cache.HostCache"}},
 )
 
 import django  # noqa: E402
 
 django.setup()
 
+from django.core.cache import cache  # noqa: E402
 from django.db import connection, models, transaction  # noqa: E402
 from django.http import JsonResponse  # noqa: E402
 from django.urls import path  # noqa: E402
@@ -72,7 +78,15 @@ def sqlite(request):
     return JsonResponse({"host": host, "declared": ".".join(map(str, SQLITE_VERSION_INFO))})
 
 
-urlpatterns = [path("py-django-db/notes", notes), path("py-django-db/sqlite", sqlite)]
+def visits(request):
+    cache.add("visits", 0, timeout=None)
+    n = cache.incr("visits")
+    cache.set("last", {"n": n})
+    return JsonResponse({"visits": n, "last": cache.get("last")})
+
+
+urlpatterns = [path("py-django-db/notes", notes), path("py-django-db/sqlite", sqlite),
+               path("py-django-db/visits", visits)]
 
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
