@@ -78,18 +78,22 @@ class HostCache(BaseCache):
             return 0
         return timeout if timeout > 0 else None
 
+    def _put(self, k, raw, timeout):
+        """Store raw at made key k for timeout (see _ttl): a timeout that
+        stores nothing deletes what k held."""
+        ttl = self._ttl(timeout)
+        if ttl is None:
+            _cache.delete(k)
+        else:
+            _cache.set(k, raw, ttl)
+
     def get(self, key, default=None, version=None):
         k = self._key(key, version)
         raw = _cache.get(k)
         return default if raw is None else _decode(k, raw)
 
     def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
-        k = self._key(key, version)
-        ttl = self._ttl(timeout)
-        if ttl is None:
-            _cache.delete(k)
-        else:
-            _cache.set(k, _encode(value), ttl)
+        self._put(self._key(key, version), _encode(value), timeout)
 
     def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
         k = self._key(key, version)
@@ -103,11 +107,7 @@ class HostCache(BaseCache):
         raw = _cache.get(k)
         if raw is None:
             return False
-        ttl = self._ttl(timeout)
-        if ttl is None:
-            _cache.delete(k)
-        else:
-            _cache.set(k, raw, ttl)
+        self._put(k, raw, timeout)
         return True
 
     def delete(self, key, version=None):
