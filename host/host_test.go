@@ -39,8 +39,8 @@ func BenchmarkHostCall(b *testing.B) {
 	}
 }
 
-// BenchmarkPlugin measures one request to the hello and jsonapi example
-// plugins through Plugin.Handle (pool, engine call, SDK conversion,
+// BenchmarkPlugin measures one request to the hello, hellofast and jsonapi
+// example plugins through Plugin.Handle (pool, engine call, SDK conversion,
 // handler).
 func BenchmarkPlugin(b *testing.B) {
 	reqs := []struct {
@@ -48,6 +48,7 @@ func BenchmarkPlugin(b *testing.B) {
 		req    []byte
 	}{
 		{"hello", enginetest.HTTPRequest("GET", "/hello/", "", nil, "Accept", "*/*", "User-Agent", "wrk")},
+		{"hellofast", enginetest.HTTPRequest("GET", "/hellofast/", "", nil, "Accept", "*/*", "User-Agent", "wrk")},
 		{"jsonapi", enginetest.HTTPRequest("GET", "/jsonapi/", "", nil, "Accept", "*/*")},
 	}
 	for _, r := range reqs {

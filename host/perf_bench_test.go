@@ -69,6 +69,10 @@ func benchGuestPlugin(b *testing.B, name string, req []byte) {
 // BenchmarkGuestHello: plugins/hello, the thin JSON handler (bench "json").
 func BenchmarkGuestHello(b *testing.B) { benchGuestPlugin(b, "hello", benchHelloReq) }
 
+// BenchmarkGuestHelloFast: plugins/hellofast, the same handler on the SDK's
+// ServeFast (bench "json-fast").
+func BenchmarkGuestHelloFast(b *testing.B) { benchGuestPlugin(b, "hellofast", benchHelloReq) }
+
 // BenchmarkGuestJSONAPI: plugins/jsonapi /jsonapi/, 10 structs encoded
 // with encoding/json (bench "jsonstruct").
 func BenchmarkGuestJSONAPI(b *testing.B) { benchGuestPlugin(b, "jsonapi", benchJSONAPIReq) }

@@ -21,7 +21,14 @@ const (
 	maxKeptBuffer = 1 << 20
 )
 
-var served atomic.Pointer[http.Handler]
+// served holds the handler registered by Serve or ServeFast.
+var served atomic.Pointer[handlers]
+
+// handlers is a registration: a net/http handler or a fast one.
+type handlers struct {
+	h    http.Handler
+	fast func(*Ctx)
+}
 
 // Serve registers h as the plugin's HTTP handler; a nil h means
 // http.DefaultServeMux, as with http.ListenAndServe. It returns at once:
@@ -34,12 +41,12 @@ var served atomic.Pointer[http.Handler]
 //	func init() { wasmcorn.Serve(mux) }
 //	func main()  {}
 //
-// A later call replaces the handler.
+// A later call of Serve or ServeFast replaces the handler.
 func Serve(h http.Handler) {
 	if h == nil {
 		h = http.DefaultServeMux
 	}
-	served.Store(&h)
+	served.Store(&handlers{h: h})
 }
 
 // guest is the state of one guest instance: the buffers it lends the host
@@ -51,8 +58,10 @@ type guest struct {
 	ar  abi.Request
 	aj  abi.Job
 	w   responseWriter
-	// handler overrides the handler registered with Serve (tests).
+	c   Ctx
+	// handler and fast override the registered handler (tests).
 	handler http.Handler
+	fast    func(*Ctx)
 }
 
 // alloc implements wasmcorn_alloc: it returns a buffer of size bytes that
@@ -91,20 +100,24 @@ func (g *guest) startCall() {
 // stack; a malformed request (a host bug) yields a 400.
 func (g *guest) handle(msg []byte) []byte {
 	g.startCall()
+	hs := handlers{h: g.handler, fast: g.fast}
+	if hs.h == nil && hs.fast == nil {
+		if p := served.Load(); p != nil {
+			hs = *p
+		}
+	}
+	if hs.fast != nil {
+		return g.handleFast(hs.fast, msg)
+	}
 	r, err := decodeRequest(msg, &g.ar)
 	if err != nil {
 		logger.Error("wasmcorn: malformed request from host", "err", err)
 		g.out = errorResponse(g.out[:0], http.StatusBadRequest, "bad request\n")
 		return g.out
 	}
-	h := g.handler
+	h := hs.h
 	if h == nil {
-		if p := served.Load(); p != nil {
-			h = *p
-		}
-	}
-	if h == nil {
-		logger.Error("wasmcorn: no handler registered; call wasmcorn.Serve from an init function (main does not run in a plugin)")
+		logger.Error("wasmcorn: no handler registered; call wasmcorn.Serve or ServeFast from an init function (main does not run in a plugin)")
 		g.out = errorResponse(g.out[:0], http.StatusInternalServerError, "no handler\n")
 		return g.out
 	}
@@ -127,15 +140,52 @@ func (g *guest) serve(h http.Handler, r *http.Request) (ok bool) {
 		if ok {
 			return
 		}
-		p := recover()
-		if p == http.ErrAbortHandler { // net/http's silent abort
-			return
-		}
-		logger.Error("wasmcorn: handler panicked", "panic", fmt.Sprint(p), "method", r.Method,
-			"path", r.URL.Path, "request_id", RequestID(r), "stack", string(debug.Stack()))
+		logPanic(recover(), r.Method, r.URL.Path, RequestID(r))
 	}()
 	h.ServeHTTP(&g.w, r)
 	return true
+}
+
+// handleFast serves msg with a fast handler: the Ctx views the message in
+// place, which stays untouched until the call returns (ABI.md,
+// wasmcorn_alloc).
+func (g *guest) handleFast(h func(*Ctx), msg []byte) []byte {
+	c := &g.c
+	if err := abi.DecodeRequest(msg, &c.req); err != nil {
+		c.release()
+		logger.Error("wasmcorn: malformed request from host", "err", err)
+		g.out = errorResponse(g.out[:0], http.StatusBadRequest, "bad request\n")
+		return g.out
+	}
+	c.reset()
+	if g.serveFast(h, c) {
+		g.out = c.finish(g.out[:0])
+	} else {
+		g.out = errorResponse(g.out[:0], http.StatusInternalServerError, "internal server error\n")
+	}
+	c.release()
+	return g.out
+}
+
+// serveFast runs h and reports whether it returned normally.
+func (g *guest) serveFast(h func(*Ctx), c *Ctx) (ok bool) {
+	defer func() {
+		if !ok {
+			logPanic(recover(), string(c.Method()), string(c.Path()), string(c.RequestID()))
+		}
+	}()
+	h(c)
+	return true
+}
+
+// logPanic logs a handler's panic value p with its stack, except
+// http.ErrAbortHandler, net/http's silent abort.
+func logPanic(p any, method, path, requestID string) {
+	if p == http.ErrAbortHandler {
+		return
+	}
+	logger.Error("wasmcorn: handler panicked", "panic", fmt.Sprint(p), "method", method,
+		"path", path, "request_id", requestID, "stack", string(debug.Stack()))
 }
 
 // job implements wasmcorn_job: it decodes the job, runs the function

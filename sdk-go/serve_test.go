@@ -75,7 +75,7 @@ func TestHandleMalformedAndNoHandler(t *testing.T) {
 	if err := abi.DecodeResponse(out, &resp); err != nil || resp.Status != 500 {
 		t.Fatalf("no handler: %v %d", err, resp.Status)
 	}
-	if logs := host.entries(); len(logs) != 2 || !strings.Contains(logs[1].msg, "call wasmcorn.Serve from an init function") {
+	if logs := host.entries(); len(logs) != 2 || !strings.Contains(logs[1].msg, "call wasmcorn.Serve or ServeFast from an init function") {
 		t.Fatalf("logs %+v", logs)
 	}
 }
@@ -91,7 +91,7 @@ func TestServeRegisters(t *testing.T) {
 		t.Fatalf("body %q", resp.Body)
 	}
 	Serve(nil)
-	if p := served.Load(); p == nil || *p != http.Handler(http.DefaultServeMux) {
+	if p := served.Load(); p == nil || p.h != http.Handler(http.DefaultServeMux) {
 		t.Fatal("Serve(nil) does not select http.DefaultServeMux")
 	}
 }

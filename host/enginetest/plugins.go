@@ -161,6 +161,22 @@ func runExamples(t *testing.T, engineName string) {
 		t.Fatalf("hello: %v %d %q", err, resp.Status, resp.Body)
 	}
 
+	// hellofast is hello on the SDK's zero-allocation API: the same
+	// handler logic answers the same, whatever the method.
+	hellofast := mustLoadPlugin(t, rt, "hellofast", nil)
+	for _, method := range []string{"GET", "HEAD", "POST"} {
+		want, err := handle(t, hello, HTTPRequest(method, "/hello/", "", nil))
+		if err != nil {
+			t.Fatalf("hello %s: %v", method, err)
+		}
+		got, err := handle(t, hellofast, HTTPRequest(method, "/hellofast/", "", nil))
+		if err != nil || got.Status != want.Status || string(got.Body) != string(want.Body) ||
+			!slices.Equal(sortedHeaders(&got), sortedHeaders(&want)) {
+			t.Fatalf("hellofast %s: %v %d %q %q; hello: %d %q %q", method, err, got.Status, got.Body, sortedHeaders(&got),
+				want.Status, want.Body, sortedHeaders(&want))
+		}
+	}
+
 	jsonapi := mustLoadPlugin(t, rt, "jsonapi", nil)
 	resp, err = handle(t, jsonapi, HTTPRequest("GET", "/jsonapi/items", "n=100", nil))
 	var list struct {
@@ -466,4 +482,14 @@ func BenchPlugin(b *testing.B, engineName, name string, req []byte, enforced boo
 			b.Fatal(err)
 		}
 	})
+}
+
+// sortedHeaders returns r's headers as sorted "Name: value" lines.
+func sortedHeaders(r *abi.Response) []string {
+	var hs []string
+	for _, h := range r.Headers {
+		hs = append(hs, string(h.Name)+": "+string(h.Value))
+	}
+	slices.Sort(hs)
+	return hs
 }
