@@ -41,6 +41,11 @@ type Scenario struct {
 	NoClassic bool `json:"no_classic,omitempty"`
 	// Trusted runs the wasmcorn plugin with deadline_enforced = false.
 	Trusted bool `json:"trusted,omitempty"`
+	// Fast serves the scenario from the plugins on the Go SDK's
+	// zero-allocation APIs (wasmcorn.ServeFast, db.Query, cache.AppendGet):
+	// plugins/hellofast instead of hello, bench/plugins/benchfast instead
+	// of benchapp.
+	Fast bool `json:"fast,omitempty"`
 	// Timeout overrides the per-request timeout.
 	Timeout time.Duration `json:"-"`
 	// SameAs names the scenario whose measurements stand for this one on
@@ -69,14 +74,22 @@ func Scenarios() []Scenario {
 			Description: "small fixed JSON document (thin handler)"},
 		{Name: "json-trusted", Path: "/json", Method: get, Trusted: true, SameAs: "json",
 			Description: "json with deadline enforcement turned off for the plugin (wasmcorn only)"},
+		{Name: "json-fast", Path: "/json", Method: get, Fast: true, SameAs: "json",
+			Description: "json from the same handler on the Go SDK's zero-allocation API, ServeFast, instead of net/http (wasmcorn only)"},
+		{Name: "json-fast-trusted", Path: "/json", Method: get, Fast: true, Trusted: true, SameAs: "json",
+			Description: "json-fast with deadline enforcement turned off for the plugin (wasmcorn only)"},
 		{Name: "jsonstruct", Path: "/jsonstruct", Method: get,
 			Description: "10 items built and encoded from Go structs (encoding/json)"},
 		{Name: "jsonbig", Path: "/jsonbig", Method: get, NoClassic: true,
 			Description: "100 items built and encoded from Go structs (guest-compute-heavy; not on the classic stacks)"},
 		{Name: "db", Path: "/db", Method: get, IDs: true, NeedsDB: true, NeedsRedis: true, Cache: "redis",
 			Description: "one MariaDB row by primary key + one Redis GET, over 1,000 ids"},
+		{Name: "db-fast", Path: "/db", Method: get, IDs: true, NeedsDB: true, NeedsRedis: true, Cache: "redis", Fast: true, SameAs: "db",
+			Description: "db from the same handler on the Go SDK's zero-allocation APIs (ServeFast, db.Query, cache.AppendGet) (wasmcorn only)"},
 		{Name: "cached", Path: "/cached", Method: get, IDs: true, NeedsDB: true, Cache: "memory",
 			Description: "row from the in-process cache (loaded from MariaDB on a miss)"},
+		{Name: "cached-fast", Path: "/cached", Method: get, IDs: true, NeedsDB: true, Cache: "memory", Fast: true, SameAs: "cached",
+			Description: "cached from the same handler on the Go SDK's zero-allocation APIs (wasmcorn only)"},
 		{Name: "cached-redis", Path: "/cached", Method: get, IDs: true, NeedsDB: true, NeedsRedis: true, Cache: "redis",
 			Description: "row from Redis (loaded from MariaDB on a miss)"},
 		{Name: "queue", Path: "/queue", Method: http.MethodPost, Body: []byte(workload.JobPayload),

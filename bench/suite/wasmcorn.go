@@ -52,11 +52,13 @@ func skipf(format string, a ...any) error { return &skipError{fmt.Sprintf(format
 
 // Plugins the wasmcorn target serves, by role.
 const (
-	pluginHello   = "hello"    // /json (plugins/hello)
-	pluginJSONAPI = "jsonapi"  // /jsonstruct, /jsonbig (plugins/jsonapi, at /jsonapi/)
-	pluginBench   = "benchapp" // /db, /cached, /queue (bench/plugins/benchapp)
-	pluginPyBench = "pybench"  // the Python variants (bench/plugins/pybench)
-	benchNS       = "bench"    // the bench plugins' cache namespace
+	pluginHello     = "hello"     // /json (plugins/hello)
+	pluginHelloFast = "hellofast" // /json on the SDK's ServeFast (plugins/hellofast)
+	pluginJSONAPI   = "jsonapi"   // /jsonstruct, /jsonbig (plugins/jsonapi, at /jsonapi/)
+	pluginBench     = "benchapp"  // /db, /cached, /queue (bench/plugins/benchapp)
+	pluginBenchFast = "benchfast" // /db, /cached on the SDK's zero-allocation APIs (bench/plugins/benchfast)
+	pluginPyBench   = "pybench"   // the Python variants (bench/plugins/pybench)
+	benchNS         = "bench"     // the bench plugins' cache namespace
 )
 
 type wasmcornTarget struct {
@@ -190,7 +192,7 @@ func (t *wasmcornTarget) WorldCacheEntry(id int) (string, string) {
 // pluginFile returns the .wasm of plugin name: built from the repository
 // when its sources are there, else from the prebuilt plugins directory.
 func (t *wasmcornTarget) pluginFile(ctx context.Context, name string) (string, error) {
-	if name == pluginBench || name == pluginPyBench {
+	if name == pluginBench || name == pluginBenchFast || name == pluginPyBench {
 		p, err := benchPlugin(ctx, name)
 		var skip *skipError
 		if err == nil || !errors.As(err, &skip) {
@@ -241,6 +243,17 @@ cache_namespace = "bench"
 [[jobs]]
 queue = "bench"
 concurrency = 64
+{{end}}{{define "benchfast"}}[[routes]]
+path = "/db"
+methods = ["GET"]
+
+[[routes]]
+path = "/cached"
+methods = ["GET"]
+
+[grants]
+databases = ["bench"]
+cache_namespace = "bench"
 {{end}}{{define "pybench"}}[[routes]]
 path = "/json"
 methods = ["GET"]
@@ -312,6 +325,9 @@ func (t *wasmcornTarget) Start(ctx context.Context, env *Env, sc *Scenario) (Ins
 	switch sc.Path {
 	case "/json":
 		role = pluginHello
+		if sc.Fast {
+			role = pluginHelloFast
+		}
 		if sc.Python {
 			role = pluginPyBench
 		}
@@ -319,6 +335,9 @@ func (t *wasmcornTarget) Start(ctx context.Context, env *Env, sc *Scenario) (Ins
 		role = pluginJSONAPI
 	case "/db", "/cached", "/queue":
 		role = pluginBench
+		if sc.Fast {
+			role = pluginBenchFast
+		}
 		if sc.Python {
 			role = pluginPyBench
 		}
@@ -334,10 +353,12 @@ func (t *wasmcornTarget) Start(ctx context.Context, env *Env, sc *Scenario) (Ins
 		inst.plugin, inst.src = role, src
 		var tmpl string
 		switch role {
-		case pluginHello:
+		case pluginHello, pluginHelloFast:
 			tmpl = "hello"
 		case pluginBench:
 			tmpl = "bench"
+		case pluginBenchFast:
+			tmpl = "benchfast"
 		case pluginPyBench:
 			tmpl = "pybench"
 		}

@@ -66,22 +66,42 @@ func millis(what string, d time.Duration) (int64, error) {
 // Get returns a copy of key's value, and false on a miss (absent, expired,
 // evicted, or the backend is down).
 func Get(key string) ([]byte, bool, error) {
+	v, ok, err := AppendGet([]byte{}, key)
+	if !ok {
+		v = nil
+	}
+	return v, ok, err
+}
+
+// AppendGet is Get appending the value to dst instead of allocating a copy:
+// on a hit it returns dst extended by the value, else dst unchanged. Reuse
+// dst across calls and a hit allocates nothing.
+func AppendGet(dst []byte, key string) ([]byte, bool, error) {
 	a := hostcall.AcquireArgs()
 	defer a.Release()
 	a.B = abi.AppendString(a.B, key)
 	vs, err := hostcall.Call(abi.OpCacheGet, a.B)
 	if err != nil {
-		var re *abi.ReplyError
-		if errors.As(err, &re) && re.Code == abi.ErrNotFound {
-			return nil, false, nil
+		if isNotFound(err) {
+			return dst, false, nil
 		}
-		return nil, false, err
+		return dst, false, err
 	}
 	v, err := vs.Bytes("value")
 	if err != nil {
-		return nil, false, fmt.Errorf("wasmcorn cache: get %q: bad reply: %w", key, err)
+		return dst, false, fmt.Errorf("wasmcorn cache: get %q: bad reply: %w", key, err)
 	}
-	return append([]byte{}, v...), true, nil
+	return append(dst, v...), true, nil
+}
+
+// isNotFound reports whether err is the host's not-found reply, checking
+// the bare reply error first: errors.As would allocate on every call.
+func isNotFound(err error) bool {
+	if re, ok := err.(*abi.ReplyError); ok {
+		return re.Code == abi.ErrNotFound
+	}
+	var re *abi.ReplyError
+	return errors.As(err, &re) && re.Code == abi.ErrNotFound
 }
 
 // Set stores val under key for ttl (0: no expiry), replacing any value.

@@ -251,3 +251,39 @@ func TestBadReplies(t *testing.T) {
 		t.Error("GetMany accepted too few values")
 	}
 }
+
+func TestAppendGet(t *testing.T) {
+	install(t)
+	Set("a", []byte("123"), 0)
+	dst := []byte("x:")
+	got, ok, err := AppendGet(dst, "a")
+	if !ok || err != nil || string(got) != "x:123" {
+		t.Fatalf("AppendGet hit = %q, %v, %v", got, ok, err)
+	}
+	got, ok, err = AppendGet(got[:2], "missing")
+	if ok || err != nil || string(got) != "x:" {
+		t.Fatalf("AppendGet miss = %q, %v, %v", got, ok, err)
+	}
+	// An empty value is a hit: Get returns it non-nil, a miss nil.
+	Set("empty", nil, 0)
+	if v, ok, _ := Get("empty"); !ok || v == nil || len(v) != 0 {
+		t.Fatalf("Get empty value = %q (nil %v), %v", v, v == nil, ok)
+	}
+	if v, ok, _ := Get("missing"); ok || v != nil {
+		t.Fatalf("Get miss = %q, %v", v, ok)
+	}
+}
+
+// TestAppendGetAllocs: with a reused dst, a hit allocates nothing in the
+// SDK (a count, not a timing). A miss costs the host's reply error.
+func TestAppendGetAllocs(t *testing.T) {
+	reply := abi.AppendBytesValue(abi.AppendReplyOK(nil), []byte("value"))
+	t.Cleanup(testhost.Set(func(abi.Op, []byte) []byte { return reply }))
+	dst := make([]byte, 0, 64)
+	if n := testing.AllocsPerRun(100, func() { dst, _, _ = AppendGet(dst[:0], "k") }); n != 0 {
+		t.Fatalf("%.0f allocations per AppendGet hit", n)
+	}
+	if string(dst) != "value" {
+		t.Fatalf("dst %q", dst)
+	}
+}
