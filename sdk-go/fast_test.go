@@ -17,15 +17,7 @@ import (
 func fastTrip(t testing.TB, g *guest, h func(*Ctx), req *abi.Request) *abi.Response {
 	t.Helper()
 	g.handler, g.fast = nil, h
-	msg := abi.AppendRequest(nil, req)
-	in := g.alloc(len(msg))
-	copy(in, msg)
-	out := append([]byte(nil), g.handle(in)...)
-	var resp abi.Response
-	if err := abi.DecodeResponse(out, &resp); err != nil {
-		t.Fatalf("decode response: %v", err)
-	}
-	return &resp
+	return send(t, g, req)
 }
 
 func TestFastRequestView(t *testing.T) {
@@ -219,20 +211,6 @@ func TestFastPanic(t *testing.T) {
 	resp = fastTrip(t, &g, func(c *Ctx) { c.WriteString("ok") }, getReq("/", ""))
 	if resp.Status != 200 || string(resp.Body) != "ok" {
 		t.Fatalf("after panic: %d %q", resp.Status, resp.Body)
-	}
-}
-
-func TestFastMalformedRequest(t *testing.T) {
-	host := installHost(t)
-	var g guest
-	g.fast = func(c *Ctx) { t.Error("handler ran for a malformed request") }
-	g.alloc(3)
-	var resp abi.Response
-	if err := abi.DecodeResponse(g.handle([]byte{1, 2, 3}), &resp); err != nil || resp.Status != 400 {
-		t.Fatalf("malformed request: %v %d", err, resp.Status)
-	}
-	if logs := host.entries(); len(logs) != 1 || !strings.Contains(logs[0].msg, "malformed request") {
-		t.Fatalf("logs %+v", logs)
 	}
 }
 

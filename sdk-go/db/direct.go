@@ -79,6 +79,17 @@ func appendArg(b []byte, a *Arg) []byte {
 	return abi.AppendNull(b)
 }
 
+// statement returns the arguments of a db.query or db.exec call.
+func statement(database, query string, args []Arg) *hostcall.Args {
+	a := hostcall.AcquireArgs()
+	a.B = abi.AppendString(a.B, database)
+	a.B = abi.AppendString(a.B, query)
+	for i := range args {
+		a.B = appendArg(a.B, &args[i])
+	}
+	return a
+}
+
 // Rows is the result of Query: iterate with Next, read the current row's
 // columns with the typed getters, check Err after the loop, and Close
 // (which returns the Rows and its buffer for reuse; do not use it after).
@@ -101,13 +112,8 @@ var rowsPool = sync.Pool{New: func() any { return new(Rows) }}
 // returns its rows. The whole result arrives in one reply, bounded by the
 // host (ABI.md, db.query).
 func Query(database, query string, args ...Arg) (*Rows, error) {
-	a := hostcall.AcquireArgs()
+	a := statement(database, query, args)
 	defer a.Release()
-	a.B = abi.AppendString(a.B, database)
-	a.B = abi.AppendString(a.B, query)
-	for i := range args {
-		a.B = appendArg(a.B, &args[i])
-	}
 	bufp := replyBufs.Get().(*[]byte)
 	vs, reply, err := hostcall.CallBuf(abi.OpDBQuery, a.B, *bufp)
 	*bufp = reply
@@ -299,13 +305,8 @@ type Result struct {
 // Exec runs statement query with args on database and reports the rows it
 // affected and the last inserted id.
 func Exec(database, query string, args ...Arg) (Result, error) {
-	a := hostcall.AcquireArgs()
+	a := statement(database, query, args)
 	defer a.Release()
-	a.B = abi.AppendString(a.B, database)
-	a.B = abi.AppendString(a.B, query)
-	for i := range args {
-		a.B = appendArg(a.B, &args[i])
-	}
 	vs, err := hostcall.Call(abi.OpDBExec, a.B)
 	if err != nil {
 		return Result{}, err
