@@ -52,6 +52,21 @@
 // host log. The ResponseWriter is reused by the next request: do not keep
 // it, as net/http also requires.
 //
+// # The fast API
+//
+// Inside a Go Wasm guest every allocation and map operation costs several
+// times what it costs natively, and building a *http.Request and its
+// header maps for each request is most of a thin handler's time. For hot
+// endpoints, ServeFast registers a func(*Ctx) instead: Ctx reads the
+// request in place (Method, Path, QueryArg, Header, Body, all []byte valid
+// until the handler returns) and builds the response in reused buffers
+// (SetStatus, SetHeader, Write, Error), so a request costs no allocation
+// in the SDK. It is the fasthttp idea applied to the guest. The data
+// packages have the same kind of entry points: db.Query and db.Exec
+// (no database/sql, no reflection, rows read in place) and
+// cache.AppendGet. A plugin registers either Serve or ServeFast; the
+// numbers behind this are in docs/RATIONALE.md.
+//
 // # Instances and state
 //
 // An instance serves one request at a time; the host runs a pool of them
