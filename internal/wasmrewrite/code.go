@@ -135,7 +135,9 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 		rw.out = append(rw.out, rw.check...)
 		last = at
 	}
-	depth := 1
+	frames := []ctrl{{}} // the function body is the outermost block
+	var pending *goDispatch
+	var prev, prev2 instr // the two instructions before the current one
 	for {
 		if p >= len(body) {
 			return rw.funcErr(fn, fmt.Errorf("%w: function body ends without end", ErrMalformed))
@@ -143,13 +145,24 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 		at := p
 		op := body[p]
 		p++
+		var imm int64
+		rec := op // what prev records: op, or 0 when imm is unusable
 		switch opKinds[op] {
 		case kNone:
 		case kU32:
+			v, ok := readU32(body, p)
 			p = skipLEB(body, p, maxLEB32)
+			imm = int64(v)
+			if p >= 0 && (op == 0x0c || op == 0x0d) && // br, br_if
+				(ok < 0 || chargeBranch(frames, v, op, prev, prev2)) {
+				insert(at)
+			}
 		case kEnd:
-			depth--
-			if depth == 0 {
+			if f := frames[len(frames)-1]; f.blockOf != nil {
+				f.blockOf.region++
+			}
+			frames = frames[:len(frames)-1]
+			if len(frames) == 0 {
 				if p != len(body) {
 					return rw.funcErr(fn, fmt.Errorf("%w: %d bytes after the final end", ErrMalformed, len(body)-p))
 				}
@@ -174,18 +187,34 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 				return rw.funcErr(fn, fmt.Errorf("%w: global index %d out of range (%d globals)", ErrMalformed, idx, rw.origGlobals))
 			}
 		case kI32:
+			v, ok := readS33(body, p)
 			p = skipLEB(body, p, maxLEB32)
+			if imm = v; ok < 0 {
+				rec = 0 // no usable value: never part of a dispatch jump
+			}
 		case kI64:
 			p = skipLEB(body, p, maxLEB64)
 		case kBlock:
 			p = skipBlockType(body, p)
-			depth++
+			f := ctrl{}
+			if pending != nil { // one of a Go dispatch loop's region blocks
+				f.blockOf = pending
+				if pending.blocks--; pending.blocks == 0 {
+					pending = nil
+				}
+			}
+			frames = append(frames, f)
 		case kLoop:
 			p = skipBlockType(body, p)
-			depth++
+			f := ctrl{loop: true}
 			if p >= 0 {
-				insert(p)
+				if d := detectGoDispatch(body, p); d != nil {
+					f.dispatch, pending = d, d
+				} else {
+					insert(p)
+				}
 			}
+			frames = append(frames, f)
 		case kU32x2:
 			p = skipLEB(body, p, maxLEB32)
 			if p >= 0 {
@@ -194,8 +223,14 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 		case kBrTable:
 			var n uint32
 			n, p = readU32(body, p)
+			charge := false
 			for i := uint32(0); i <= n && p >= 0; i++ { // n labels and the default
-				p = skipLEB(body, p, maxLEB32)
+				var l uint32
+				l, p = readU32(body, p)
+				charge = charge || targetsDispatch(frames, l)
+			}
+			if charge && p >= 0 {
+				insert(at)
 			}
 		case kF32:
 			p += 4
@@ -209,7 +244,8 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 			}
 		case kTryTable:
 			p = skipBlockType(body, p)
-			depth++
+			frames = append(frames, ctrl{})
+			charge := false
 			var n uint32
 			if p >= 0 {
 				n, p = readU32(body, p)
@@ -225,20 +261,30 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 				case 0x00, 0x01: // catch, catch_ref: tag label
 					p = skipLEB(body, p, maxLEB32)
 					if p >= 0 {
-						p = skipLEB(body, p, maxLEB32)
+						var l uint32
+						l, p = readU32(body, p)
+						charge = charge || targetsDispatch(frames[:len(frames)-1], l)
 					}
 				case 0x02, 0x03: // catch_all, catch_all_ref: label
-					p = skipLEB(body, p, maxLEB32)
+					var l uint32
+					l, p = readU32(body, p)
+					charge = charge || targetsDispatch(frames[:len(frames)-1], l)
 				default:
 					return rw.funcErr(fn, fmt.Errorf("%w: try_table catch kind 0x%02x at offset %d", ErrUnsupported, kind, at))
 				}
+			}
+			if charge && p >= 0 { // a catch re-entering a dispatch loop is a back-edge
+				insert(at)
 			}
 		case kHeapType:
 			_, p = readS33(body, p)
 		case kDelegate:
 			p = skipLEB(body, p, maxLEB32)
-			depth--
-			if depth <= 0 {
+			if f := frames[len(frames)-1]; f.blockOf != nil {
+				f.blockOf.region++
+			}
+			frames = frames[:len(frames)-1]
+			if len(frames) <= 0 {
 				return rw.funcErr(fn, fmt.Errorf("%w: delegate outside a block at offset %d", ErrMalformed, at))
 			}
 		case kTailCall:
@@ -316,7 +362,113 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 			}
 			return rw.funcErr(fn, fmt.Errorf("%w: truncated or invalid immediate of opcode 0x%02x at offset %d", ErrMalformed, op, at))
 		}
+		prev2, prev = prev, instr{op: rec, imm: imm}
 	}
+}
+
+// Go's Wasm code generator compiles each function into one dispatch loop:
+//
+//	loop
+//	  block block ... block          ;; m region blocks
+//	    local.get 0                  ;; PC_B, the resume point
+//	    br_table r0 r1 ... default   ;; resume point -> region
+//	  end  <region 0>  end  <region 1> ... end <region m-1>
+//	end
+//
+// and every jump between its basic blocks, forward or backward, is
+// "i32.const K; local.set 0; br <loop>". Instrumenting the loop start would
+// charge fuel on every call and every jump: about 40% of a thin Go
+// handler's time. A dispatch loop is therefore not instrumented at its
+// start; instead every branch to it is, except a jump whose target region
+// (the br_table entry of K) lies after the region it is made from: such
+// jumps only move forward through the m regions, so a run of them ends.
+// A loop cannot repeat without a backward jump, which is charged; entering
+// the loop is a function call, and unbounded recursion is bounded by the
+// stack. Anything not matching the pattern exactly is charged.
+
+// ctrl is one open control frame of a function body.
+type ctrl struct {
+	loop     bool
+	dispatch *goDispatch // a Go dispatch loop (not instrumented at its start)
+	blockOf  *goDispatch // one of that loop's region blocks
+}
+
+// goDispatch describes one Go dispatch loop while its body is scanned.
+type goDispatch struct {
+	regions []int32 // region of each resume point (br_table entry), -1 for a label outside the regions
+	deflt   int32   // region of the br_table default
+	blocks  int     // region blocks still to be opened
+	region  int32   // region being scanned: -1 in the prologue, then 0..m-1
+}
+
+// instr is the opcode and integer immediate of a scanned instruction.
+type instr struct {
+	op  byte
+	imm int64
+}
+
+// detectGoDispatch returns the dispatch description when the loop body at
+// p starts with Go's dispatch prologue, else nil.
+func detectGoDispatch(b []byte, p int) *goDispatch {
+	m := 0
+	for p+1 < len(b) && b[p] == 0x02 && b[p+1] == 0x40 { // block (empty type)
+		m++
+		p += 2
+	}
+	if m == 0 || p+2 >= len(b) || b[p] != 0x20 || b[p+1] != 0x00 || b[p+2] != 0x0e { // local.get 0; br_table
+		return nil
+	}
+	n, p := readU32(b, p+3)
+	if p < 0 || n > uint32(len(b)) {
+		return nil
+	}
+	region := func(l uint32) int32 {
+		if l < uint32(m) {
+			return int32(l)
+		}
+		return -1
+	}
+	d := &goDispatch{regions: make([]int32, n), blocks: m, region: -1}
+	for i := range d.regions {
+		var l uint32
+		if l, p = readU32(b, p); p < 0 {
+			return nil
+		}
+		d.regions[i] = region(l)
+	}
+	l, p := readU32(b, p)
+	if p < 0 {
+		return nil
+	}
+	d.deflt = region(l)
+	return d
+}
+
+// targetsDispatch reports whether branch label l, seen with frames open,
+// leads to a Go dispatch loop.
+func targetsDispatch(frames []ctrl, l uint32) bool {
+	if l >= uint32(len(frames)) {
+		return false // malformed; wazero rejects it
+	}
+	return frames[len(frames)-1-int(l)].dispatch != nil
+}
+
+// chargeBranch reports whether br or br_if to label l needs the fuel check:
+// it does when it leads to a Go dispatch loop, unless it is a forward jump
+// between the loop's regions (prev2, prev: i32.const K; local.set 0).
+func chargeBranch(frames []ctrl, l uint32, op byte, prev, prev2 instr) bool {
+	if !targetsDispatch(frames, l) {
+		return false // other loops are charged at their start
+	}
+	d := frames[len(frames)-1-int(l)].dispatch
+	if op != 0x0c || prev.op != 0x21 || prev.imm != 0 || prev2.op != 0x41 {
+		return true
+	}
+	target := d.deflt
+	if k := uint32(prev2.imm); k < uint32(len(d.regions)) {
+		target = d.regions[k]
+	}
+	return target < 0 || target <= d.region
 }
 
 func (rw *rewriter) funcErr(fn int, err error) error {

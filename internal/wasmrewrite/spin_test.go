@@ -60,6 +60,8 @@ func TestSpin(t *testing.T) {
 		{"loop", spin, "spin"},
 		{"nested call", spin, "spin_nested"},
 		{"tail call cycle", spin, "spin_tail"},
+		{"Go-style dispatch loop", spin, "spin_dispatch"},
+		{"Go-style dispatch loop, jump to own region", spin, "spin_dispatch_self"},
 		{"inside try_table catch_all", spinTryTableModule(), "spin"},
 	}
 	for _, procs := range []int{2, 1} {
@@ -172,6 +174,45 @@ func TestTickFrequency(t *testing.T) {
 				if err != nil && !strings.Contains(err.Error(), "unreachable") {
 					t.Fatalf("step %d: %v", i, err)
 				}
+			}
+		})
+	}
+}
+
+// TestDispatchLoops pins the accounting of Go-style dispatch loops (see
+// code.go): forward jumps between regions and entering the loop cost no
+// fuel, every backward jump costs one. With the interrupt flag set in
+// advance, a call traps exactly at the TickEvery-th charged jump.
+func TestDispatchLoops(t *testing.T) {
+	wasm := readWasm(t, "dispatch")
+	checkSameResults(t, wasm, []call{{"forward", []uint64{0}}, {"count", []uint64{0, 5}}, {"count", []uint64{1, 100}}})
+	ctx := context.Background()
+	r := newRuntime(t)
+	for _, tc := range []struct {
+		tick   uint32
+		export string
+		args   []uint64
+		trap   bool
+	}{
+		{1, "forward", []uint64{0}, false},  // 0 -> 2: forward only
+		{1, "forward", []uint64{1}, true},   // 1 -> 0: backward
+		{5, "count", []uint64{0, 5}, false}, // 4 jumps back to region 1
+		{5, "count", []uint64{0, 6}, true},  // 5 jumps back: the 5th ticks
+		{1, "count", []uint64{0, 1}, false}, // no jump back at all
+	} {
+		t.Run(fmt.Sprintf("%s%v/TickEvery=%d", tc.export, tc.args, tc.tick), func(t *testing.T) {
+			mod, err := r.InstantiateWithConfig(ctx, instrument(t, wasm, Options{TickEvery: tc.tick}), wazero.NewModuleConfig().WithName(""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mod.Close(ctx)
+			mod.ExportedGlobal(InterruptExport).(api.MutableGlobal).Set(1)
+			_, err = mod.ExportedFunction(tc.export).Call(ctx, tc.args...)
+			if trapped := err != nil; trapped != tc.trap {
+				t.Fatalf("err = %v, want trap %v", err, tc.trap)
+			}
+			if err != nil && !strings.Contains(err.Error(), "unreachable") {
+				t.Fatal(err)
 			}
 		})
 	}

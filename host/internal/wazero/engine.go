@@ -226,7 +226,7 @@ func instantiateGuarded(ctx context.Context, rt wazero.Runtime, cm wazero.Compil
 // preparedVersion names the format and content of prepared modules on
 // disk; change it whenever the rewrites change, so that files written by
 // an older host are not used.
-const preparedVersion = "v1"
+const preparedVersion = "v2" // v2: Go dispatch loops charged at backward jumps only
 
 // prepared returns the module as it is compiled: its loops instrumented
 // when instrument is true and that is possible (instrumented reports it;

@@ -11,6 +11,29 @@
   (func $inner (loop $l (br $l)))
   (func (export "spin_nested") (call $started) (call $inner))
 
+  ;; The shape of Go's compiled functions: one dispatch loop whose jumps are
+  ;; "i32.const K; local.set 0; br $l". Region 0 jumps forward to region 1,
+  ;; which jumps back; and a region that jumps to itself.
+  (func $dispatch (param i32) (result i32)
+    (loop $l
+      (block $r1
+        (block $r0
+          (br_table $r0 $r1 $r1 (local.get 0)))
+        (local.set 0 (i32.const 1))
+        (br $l))
+      (local.set 0 (i32.const 0))
+      (br $l))
+    (unreachable))
+  (func (export "spin_dispatch") (call $started) (drop (call $dispatch (i32.const 0))))
+  (func $dispatch_self (param i32) (result i32)
+    (loop $l
+      (block $r0
+        (br_table $r0 $r0 (local.get 0)))
+      (local.set 0 (i32.const 0))
+      (br $l))
+    (unreachable))
+  (func (export "spin_dispatch_self") (call $started) (drop (call $dispatch_self (i32.const 0))))
+
   ;; A cycle of tail calls, with no loop instruction at all.
   (func $a (param i32) (return_call $b (i32.add (local.get 0) (i32.const 1))))
   (func $b (param i32) (return_call $a (local.get 0)))
