@@ -19,7 +19,10 @@
 //     traps with unreachable if $interrupt is not 0;
 //   - every loop body starts with, and every tail call (return_call*, which
 //     can cycle without a loop) is preceded by, the stack-neutral sequence
-//     $fuel--; if $fuel == 0 { call $tick }.
+//     $fuel--; if $fuel == 0 { call $tick }. Loops in the shape Go's code
+//     generator gives every function (a dispatch loop, see code.go) get the
+//     sequence before each branch back into them that is not provably a
+//     forward jump, instead of at their start.
 //
 // No existing index shifts: globals, the type and the function are appended
 // at the end of their index spaces. Custom sections that hold code offsets
@@ -67,8 +70,9 @@ const DefaultTickEvery = 10000
 
 // Options configures InstrumentLoops. The zero value is ready to use.
 type Options struct {
-	// TickEvery is the number of loop iterations (loop entries, back-edges
-	// and tail calls, counted across the whole instance) between two ticks.
+	// TickEvery is the number of loop iterations (loop entries, back-edges,
+	// charged branches into dispatch loops and tail calls, counted across
+	// the whole instance) between two ticks.
 	// 0 means DefaultTickEvery.
 	TickEvery uint32
 }
