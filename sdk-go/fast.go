@@ -29,7 +29,7 @@ func ServeFast(h func(*Ctx)) {
 // Every []byte a Ctx returns aliases the message the host wrote into the
 // instance's buffer, or the Ctx's scratch space, and is valid only until
 // the handler returns: the next request overwrites it. Copy what must live
-// longer (string(b) copies). The Ctx itself is reused by the next request
+// longer (string(b) copies), and never write into these slices. The Ctx itself is reused by the next request
 // of the instance and must not be kept either.
 //
 // The response starts as a 200 with no headers and an empty body. When the
@@ -67,10 +67,16 @@ func (c *Ctx) release() {
 	}
 }
 
+// Defaults for fields the host may leave empty; shared, never written.
+var (
+	defaultMethod = []byte(http.MethodGet)
+	defaultPath   = []byte("/")
+)
+
 // Method returns the request method, GET when the host sent none.
 func (c *Ctx) Method() []byte {
 	if len(c.req.Method) == 0 {
-		return []byte(http.MethodGet)
+		return defaultMethod
 	}
 	return c.req.Method
 }
@@ -95,7 +101,7 @@ func (c *Ctx) Host() []byte {
 // "/" when empty.
 func (c *Ctx) Path() []byte {
 	if len(c.req.Path) == 0 {
-		return []byte("/")
+		return defaultPath
 	}
 	return c.req.Path
 }

@@ -265,6 +265,13 @@ func TestFastPathAllocs(t *testing.T) {
 	if err := abi.DecodeResponse(g.handle(in), &resp); err != nil || resp.Status != 200 || string(resp.Body) != string(helloBody) {
 		t.Fatalf("response %v %d %q", err, resp.Status, resp.Body)
 	}
+	// The defaults for an empty method and path allocate nothing either.
+	msg = abi.AppendRequest(nil, &abi.Request{})
+	in = g.alloc(len(msg))
+	copy(in, msg)
+	if n := testing.AllocsPerRun(200, func() { g.handle(in) }); n != 0 {
+		t.Fatalf("%.0f allocations per fast request with the default method and path", n)
+	}
 }
 
 func BenchmarkHandleHelloFast(b *testing.B) {
