@@ -255,8 +255,7 @@ func TestFastPathAllocs(t *testing.T) {
 	var g guest
 	g.fast = helloFast
 	msg := helloRequest()
-	in := g.alloc(len(msg))
-	copy(in, msg)
+	in := load(&g, msg)
 	g.handle(in) // warm the buffers
 	if n := testing.AllocsPerRun(200, func() { g.handle(in) }); n != 0 {
 		t.Fatalf("%.0f allocations per fast request", n)
@@ -267,8 +266,7 @@ func TestFastPathAllocs(t *testing.T) {
 	}
 	// The defaults for an empty method and path allocate nothing either.
 	msg = abi.AppendRequest(nil, &abi.Request{})
-	in = g.alloc(len(msg))
-	copy(in, msg)
+	in = load(&g, msg)
 	if n := testing.AllocsPerRun(200, func() { g.handle(in) }); n != 0 {
 		t.Fatalf("%.0f allocations per fast request with the default method and path", n)
 	}
@@ -278,8 +276,7 @@ func BenchmarkHandleHelloFast(b *testing.B) {
 	var g guest
 	g.fast = helloFast
 	msg := helloRequest()
-	in := g.alloc(len(msg))
-	copy(in, msg)
+	in := load(&g, msg)
 	b.ReportAllocs()
 	for b.Loop() {
 		g.handle(in)
@@ -305,8 +302,7 @@ func TestVectorRequestsFast(t *testing.T) {
 				}
 				c.VisitHeaders(func(n, v []byte) { got.Headers = append(got.Headers, abitest.Header{bytes.Clone(n), bytes.Clone(v)}) })
 			}
-			in := g.alloc(len(msg))
-			copy(in, msg)
+			in := load(&g, msg)
 			var resp abi.Response
 			if err := abi.DecodeResponse(g.handle(in), &resp); err != nil {
 				t.Fatal(err)

@@ -106,9 +106,7 @@ func roundTrip(t testing.TB, g *guest, handler http.Handler, req *abi.Request) *
 // send sends req through g with the handler g has and decodes the response.
 func send(t testing.TB, g *guest, req *abi.Request) *abi.Response {
 	t.Helper()
-	msg := abi.AppendRequest(nil, req)
-	in := g.alloc(len(msg))
-	copy(in, msg)
+	in := load(g, abi.AppendRequest(nil, req))
 	out := append([]byte(nil), g.handle(in)...)
 	var resp abi.Response
 	if err := abi.DecodeResponse(out, &resp); err != nil {
@@ -133,4 +131,11 @@ func getReq(path, query string) *abi.Request {
 		Path: []byte(path), RawQuery: []byte(query), RemoteAddr: []byte("127.0.0.1:5000"),
 		RequestID: []byte("rid"),
 	}
+}
+
+// load copies msg into g's alloc buffer, as the host does, and returns it.
+func load(g *guest, msg []byte) []byte {
+	in := g.alloc(len(msg))
+	copy(in, msg)
+	return in
 }

@@ -46,8 +46,7 @@ func TestJobs(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.queue+"/"+c.payload, func(t *testing.T) {
 			msg := abi.AppendJob(nil, &abi.Job{Queue: []byte(c.queue), ID: []byte("id-1"), Attempt: 3, Payload: []byte(c.payload)})
-			in := g.alloc(len(msg))
-			copy(in, msg)
+			in := load(&g, msg)
 			var res abi.JobResult
 			if err := abi.DecodeJobResult(g.job(in), &res); err != nil {
 				t.Fatal(err)

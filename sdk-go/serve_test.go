@@ -203,8 +203,7 @@ func TestThinPathAllocs(t *testing.T) {
 	var g guest
 	g.handler = http.HandlerFunc(helloHandler)
 	msg := helloRequest()
-	in := g.alloc(len(msg))
-	copy(in, msg)
+	in := load(&g, msg)
 	g.handle(in) // warm the buffers
 	n := testing.AllocsPerRun(200, func() { g.handle(in) })
 	t.Logf("%.0f allocations per request", n)
@@ -217,8 +216,7 @@ func BenchmarkHandleHello(b *testing.B) {
 	var g guest
 	g.handler = http.HandlerFunc(helloHandler)
 	msg := helloRequest()
-	in := g.alloc(len(msg))
-	copy(in, msg)
+	in := load(&g, msg)
 	b.ReportAllocs()
 	for b.Loop() {
 		g.handle(in)
