@@ -153,7 +153,7 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 			v, ok := readU32(body, p)
 			p = skipLEB(body, p, maxLEB32)
 			imm = int64(v)
-			if p >= 0 && (op == 0x0c || op == 0x0d) && // br, br_if
+			if p >= 0 && (op == 0x0c || op == 0x0d || op == 0xd5 || op == 0xd6) && // br, br_if, br_on_null, br_on_non_null
 				(ok < 0 || chargeBranch(frames, v, op, prev, prev2)) {
 				insert(at)
 			}
@@ -453,7 +453,7 @@ func targetsDispatch(frames []ctrl, l uint32) bool {
 	return frames[len(frames)-1-int(l)].dispatch != nil
 }
 
-// chargeBranch reports whether br or br_if to label l needs the fuel check:
+// chargeBranch reports whether a branch (op) to label l needs the fuel check:
 // it does when it leads to a Go dispatch loop, unless it is a forward jump
 // between the loop's regions (prev2, prev: i32.const K; local.set 0).
 func chargeBranch(frames []ctrl, l uint32, op byte, prev, prev2 instr) bool {

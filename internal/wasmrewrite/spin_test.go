@@ -185,7 +185,8 @@ func TestTickFrequency(t *testing.T) {
 // advance, a call traps exactly at the TickEvery-th charged jump.
 func TestDispatchLoops(t *testing.T) {
 	wasm := readWasm(t, "dispatch")
-	checkSameResults(t, wasm, []call{{"forward", []uint64{0}}, {"count", []uint64{0, 5}}, {"count", []uint64{1, 100}}})
+	checkSameResults(t, wasm, []call{{"forward", []uint64{0}}, {"count", []uint64{0, 5}}, {"count", []uint64{1, 100}},
+		{"brif", []uint64{0, 1}}, {"brif", []uint64{0, 0}}})
 	ctx := context.Background()
 	r := newRuntime(t)
 	for _, tc := range []struct {
@@ -199,6 +200,8 @@ func TestDispatchLoops(t *testing.T) {
 		{5, "count", []uint64{0, 5}, false}, // 4 jumps back to region 1
 		{5, "count", []uint64{0, 6}, true},  // 5 jumps back: the 5th ticks
 		{1, "count", []uint64{0, 1}, false}, // no jump back at all
+		{1, "brif", []uint64{0, 1}, true},   // br_if into the loop: charged
+		{2, "brif", []uint64{0, 0}, false},  // charged once (even untaken), fuel 2: no tick
 	} {
 		t.Run(fmt.Sprintf("%s%v/TickEvery=%d", tc.export, tc.args, tc.tick), func(t *testing.T) {
 			mod, err := r.InstantiateWithConfig(ctx, instrument(t, wasm, Options{TickEvery: tc.tick}), wazero.NewModuleConfig().WithName(""))

@@ -18,6 +18,18 @@
         (br $l))
       (return (i32.const 42)))
     (unreachable))
+  ;; brif(0, c) branches back into the loop with br_if when c is not 0
+  ;; (charged whatever it sets first), then returns 1 from region 1.
+  (func (export "brif") (param i32) (param $c i32) (result i32)
+    (loop $l
+      (block $r1
+        (block $r0
+          (br_table $r0 $r1 $r1 (local.get 0)))
+        (local.set 0 (i32.const 1))
+        (br_if $l (local.get $c))
+        (return (i32.const 2)))
+      (return (i32.const 1)))
+    (unreachable))
   ;; count(n) counts down in region 1 with backward jumps to itself, then
   ;; jumps forward to region 2: n back-edges.
   (func (export "count") (param $pc i32) (param $n i32) (result i32)
