@@ -226,11 +226,8 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 	if a.B, err = appendArgs(a.B, args); err != nil {
 		return nil, err
 	}
-	bufp := replyBufs.Get().(*[]byte)
-	vs, reply, err := hostcall.CallBuf(abi.OpDBQuery, a.B, *bufp)
-	*bufp = reply
+	vs, bufp, err := callQuery(a.B)
 	if err != nil {
-		putReplyBuf(bufp)
 		return nil, err
 	}
 	r, err := newRows(vs, bufp)
@@ -239,6 +236,42 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 		return nil, err
 	}
 	return r, nil
+}
+
+// callQuery runs db.query with the encoded args. The reply's values alias
+// the returned buffer, which goes back with putReplyBuf when done.
+func callQuery(args []byte) (abi.Values, *[]byte, error) {
+	bufp := replyBufs.Get().(*[]byte)
+	vs, reply, err := hostcall.CallBuf(abi.OpDBQuery, args, *bufp)
+	*bufp = reply
+	if err != nil {
+		putReplyBuf(bufp)
+		return abi.Values{}, nil, err
+	}
+	return vs, bufp, nil
+}
+
+// readColumns reads a query reply's column count and names, appending the
+// names (aliasing the reply) to cols, and leaves vs at the first value.
+func readColumns(vs *abi.Values, cols [][]byte) ([][]byte, error) {
+	n, err := vs.Int("column count")
+	if err != nil {
+		return cols, fmt.Errorf("wasmcorn db: query reply: %w", err)
+	}
+	if n < 0 || n > int64(vs.Remaining()) { // each name takes at least 5 bytes
+		return cols, fmt.Errorf("wasmcorn db: query reply: bad column count %d", n)
+	}
+	for range n {
+		name, err := vs.Bytes("column name")
+		if err != nil {
+			return cols, fmt.Errorf("wasmcorn db: query reply: %w", err)
+		}
+		cols = append(cols, name)
+	}
+	if n == 0 && vs.More() {
+		return cols, errors.New("wasmcorn db: query reply: values without columns")
+	}
+	return cols, nil
 }
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
@@ -339,24 +372,14 @@ type rows struct {
 }
 
 func newRows(vs abi.Values, buf *[]byte) (*rows, error) {
-	n, err := vs.Int("column count")
+	var small [8][]byte // names of a typical result, without a heap allocation
+	names, err := readColumns(&vs, small[:0])
 	if err != nil {
-		return nil, fmt.Errorf("wasmcorn db: query reply: %w", err)
+		return nil, err
 	}
-	if n < 0 || n > int64(vs.Remaining()) { // each name takes at least 5 bytes
-		return nil, fmt.Errorf("wasmcorn db: query reply: bad column count %d", n)
-	}
-	r := &rows{cols: make([]string, n), vs: vs, buf: buf}
-	for i := range r.cols {
-		name, err := vs.Bytes("column name")
-		if err != nil {
-			return nil, fmt.Errorf("wasmcorn db: query reply: %w", err)
-		}
+	r := &rows{cols: make([]string, len(names)), vs: vs, buf: buf}
+	for i, name := range names {
 		r.cols[i] = string(name)
-	}
-	r.vs = vs
-	if n == 0 && vs.More() {
-		return nil, errors.New("wasmcorn db: query reply: values without columns")
 	}
 	return r, nil
 }

@@ -114,34 +114,15 @@ var rowsPool = sync.Pool{New: func() any { return new(Rows) }}
 func Query(database, query string, args ...Arg) (*Rows, error) {
 	a := statement(database, query, args)
 	defer a.Release()
-	bufp := replyBufs.Get().(*[]byte)
-	vs, reply, err := hostcall.CallBuf(abi.OpDBQuery, a.B, *bufp)
-	*bufp = reply
+	vs, bufp, err := callQuery(a.B)
 	if err != nil {
-		putReplyBuf(bufp)
 		return nil, err
 	}
-	n, err := vs.Int("column count")
-	if err == nil && (n < 0 || n > int64(vs.Remaining())) {
-		err = fmt.Errorf("bad column count %d", n)
-	}
-	if err != nil {
-		putReplyBuf(bufp)
-		return nil, fmt.Errorf("wasmcorn db: query reply: %w", err)
-	}
 	r := rowsPool.Get().(*Rows)
-	r.buf, r.cols, r.row, r.err = bufp, r.cols[:0], r.row[:0], nil
-	for range n {
-		name, err := vs.Bytes("column name")
-		if err != nil {
-			r.Close()
-			return nil, fmt.Errorf("wasmcorn db: query reply: %w", err)
-		}
-		r.cols = append(r.cols, name)
-	}
-	if n == 0 && vs.More() {
+	r.buf, r.row, r.err = bufp, r.row[:0], nil
+	if r.cols, err = readColumns(&vs, r.cols[:0]); err != nil {
 		r.Close()
-		return nil, fmt.Errorf("wasmcorn db: query reply: values without columns")
+		return nil, err
 	}
 	r.vs = vs
 	return r, nil
