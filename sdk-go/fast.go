@@ -120,14 +120,7 @@ func (c *Ctx) Body() []byte { return c.req.Body }
 
 // Header returns the first value of the request header name, compared
 // without regard to ASCII case, or nil when there is none.
-func (c *Ctx) Header(name string) []byte {
-	for i := range c.req.Headers {
-		if h := &c.req.Headers[i]; equalFold(h.Name, name) {
-			return h.Value
-		}
-	}
-	return nil
-}
+func (c *Ctx) Header(name string) []byte { return headerValue(c.req.Headers, name) }
 
 // VisitHeaders calls f for every request header in the order received,
 // with the name as the client sent it.
@@ -262,27 +255,26 @@ func (c *Ctx) Error(msg string, code int) {
 
 // finish appends the encoded response to dst.
 func (c *Ctx) finish(dst []byte) []byte {
-	s := c.status
-	bodyAllowed := !(s >= 100 && s <= 199 || s == http.StatusNoContent || s == http.StatusNotModified)
-	if !bodyAllowed {
+	if !bodyAllowed(c.status) {
 		c.body = c.body[:0]
 	}
-	if len(c.body) > 0 && c.responseHeader("Content-Type") == nil {
+	if len(c.body) > 0 && headerValue(c.hdrs, "Content-Type") == nil {
 		ct := http.DetectContentType(c.body[:min(len(c.body), sniffLen)])
 		c.hdrs = append(c.hdrs, abi.Header{Name: immutableBytes("Content-Type"), Value: immutableBytes(ct)})
 	}
-	c.resp = abi.Response{Status: uint32(s), Headers: c.hdrs, Body: c.body}
+	c.resp = abi.Response{Status: uint32(c.status), Headers: c.hdrs, Body: c.body}
 	if string(c.Method()) == http.MethodHead {
 		c.resp.Body = nil
 	}
 	return abi.AppendResponse(dst, &c.resp)
 }
 
-// responseHeader returns the first value set for the response header name.
-func (c *Ctx) responseHeader(name string) []byte {
-	for _, h := range c.hdrs {
-		if equalFold(h.Name, name) {
-			return h.Value
+// headerValue returns the value of the first of hs named name (without
+// regard to case), or nil.
+func headerValue(hs []abi.Header, name string) []byte {
+	for i := range hs {
+		if equalFold(hs[i].Name, name) {
+			return hs[i].Value
 		}
 	}
 	return nil

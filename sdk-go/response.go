@@ -116,9 +116,8 @@ type headerKV struct {
 	vs []string
 }
 
-// bodyAllowed reports whether the status permits a body (RFC 9110).
-func (w *responseWriter) bodyAllowed() bool {
-	s := w.status
+// bodyAllowed reports whether status permits a body (RFC 9110).
+func bodyAllowed(s int) bool {
 	return !(s >= 100 && s <= 199 || s == http.StatusNoContent || s == http.StatusNotModified)
 }
 
@@ -132,7 +131,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if !w.bodyAllowed() {
+	if !bodyAllowed(w.status) {
 		return 0, http.ErrBodyNotAllowed
 	}
 	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
@@ -169,7 +168,7 @@ func (w *responseWriter) finish(dst []byte) []byte {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !w.haveType && len(w.body) > 0 && w.bodyAllowed() {
+	if !w.haveType && len(w.body) > 0 && bodyAllowed(w.status) {
 		ct := http.DetectContentType(w.body[:min(len(w.body), sniffLen)])
 		w.hdrs = append(w.hdrs, abi.Header{Name: immutableBytes("Content-Type"), Value: immutableBytes(ct)})
 	}

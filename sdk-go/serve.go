@@ -111,9 +111,7 @@ func (g *guest) handle(msg []byte) []byte {
 	}
 	r, err := decodeRequest(msg, &g.ar)
 	if err != nil {
-		logger.Error("wasmcorn: malformed request from host", "err", err)
-		g.out = errorResponse(g.out[:0], http.StatusBadRequest, "bad request\n")
-		return g.out
+		return g.malformed(err)
 	}
 	h := hs.h
 	if h == nil {
@@ -131,6 +129,14 @@ func (g *guest) handle(msg []byte) []byte {
 		logger.Warn("wasmcorn: superfluous WriteHeader call", "method", r.Method, "path", r.URL.Path, "request_id", RequestID(r))
 	}
 	g.w.release()
+	return g.out
+}
+
+// malformed answers a request the host encoded wrongly (a host bug): a 400
+// and a log entry.
+func (g *guest) malformed(err error) []byte {
+	logger.Error("wasmcorn: malformed request from host", "err", err)
+	g.out = errorResponse(g.out[:0], http.StatusBadRequest, "bad request\n")
 	return g.out
 }
 
@@ -153,9 +159,7 @@ func (g *guest) handleFast(h func(*Ctx), msg []byte) []byte {
 	c := &g.c
 	if err := abi.DecodeRequest(msg, &c.req); err != nil {
 		c.release()
-		logger.Error("wasmcorn: malformed request from host", "err", err)
-		g.out = errorResponse(g.out[:0], http.StatusBadRequest, "bad request\n")
-		return g.out
+		return g.malformed(err)
 	}
 	c.reset()
 	if g.serveFast(h, c) {
