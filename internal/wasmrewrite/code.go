@@ -136,6 +136,12 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 		last = at
 	}
 	frames := []ctrl{{}} // the function body is the outermost block
+	pop := func() {
+		if f := frames[len(frames)-1]; f.blockOf != nil {
+			f.blockOf.region++ // the code after a region block's end is the next region
+		}
+		frames = frames[:len(frames)-1]
+	}
 	var pending *goDispatch
 	var prev, prev2 instr // the two instructions before the current one
 	for {
@@ -158,10 +164,7 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 				insert(at)
 			}
 		case kEnd:
-			if f := frames[len(frames)-1]; f.blockOf != nil {
-				f.blockOf.region++
-			}
-			frames = frames[:len(frames)-1]
+			pop()
 			if len(frames) == 0 {
 				if p != len(body) {
 					return rw.funcErr(fn, fmt.Errorf("%w: %d bytes after the final end", ErrMalformed, len(body)-p))
@@ -206,7 +209,7 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 			frames = append(frames, f)
 		case kLoop:
 			p = skipBlockType(body, p)
-			f := ctrl{loop: true}
+			var f ctrl
 			if p >= 0 {
 				if d := detectGoDispatch(body, p); d != nil {
 					f.dispatch, pending = d, d
@@ -280,11 +283,8 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 			_, p = readS33(body, p)
 		case kDelegate:
 			p = skipLEB(body, p, maxLEB32)
-			if f := frames[len(frames)-1]; f.blockOf != nil {
-				f.blockOf.region++
-			}
-			frames = frames[:len(frames)-1]
-			if len(frames) <= 0 {
+			pop()
+			if len(frames) == 0 {
 				return rw.funcErr(fn, fmt.Errorf("%w: delegate outside a block at offset %d", ErrMalformed, at))
 			}
 		case kTailCall:
@@ -389,7 +389,6 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 
 // ctrl is one open control frame of a function body.
 type ctrl struct {
-	loop     bool
 	dispatch *goDispatch // a Go dispatch loop (not instrumented at its start)
 	blockOf  *goDispatch // one of that loop's region blocks
 }
