@@ -216,7 +216,8 @@ func (t *wasmcornTarget) pluginFile(ctx context.Context, name string) (string, e
 }
 
 // manifests of the plugins by role; {{.Trusted}} turns deadline
-// enforcement off (json-trusted).
+// enforcement off (json-trusted), {{.Fast}} selects benchfast, which serves
+// no queue.
 var manifestTmpl = template.Must(template.New("m").Parse(`{{define "hello"}}[[routes]]
 path = "/json"
 methods = ["GET"]
@@ -230,30 +231,21 @@ methods = ["GET"]
 [[routes]]
 path = "/cached"
 methods = ["GET"]
-
+{{if not .Fast}}
 [[routes]]
 path = "/queue"
 methods = ["POST"]
-
+{{end}}
 [grants]
 databases = ["bench"]
-queues = ["bench"]
 cache_namespace = "bench"
+{{- if not .Fast}}
+queues = ["bench"]
 
 [[jobs]]
 queue = "bench"
 concurrency = 64
-{{end}}{{define "benchfast"}}[[routes]]
-path = "/db"
-methods = ["GET"]
-
-[[routes]]
-path = "/cached"
-methods = ["GET"]
-
-[grants]
-databases = ["bench"]
-cache_namespace = "bench"
+{{- end}}
 {{end}}{{define "pybench"}}[[routes]]
 path = "/json"
 methods = ["GET"]
@@ -355,10 +347,8 @@ func (t *wasmcornTarget) Start(ctx context.Context, env *Env, sc *Scenario) (Ins
 		switch role {
 		case pluginHello, pluginHelloFast:
 			tmpl = "hello"
-		case pluginBench:
+		case pluginBench, pluginBenchFast:
 			tmpl = "bench"
-		case pluginBenchFast:
-			tmpl = "benchfast"
 		case pluginPyBench:
 			tmpl = "pybench"
 		}
