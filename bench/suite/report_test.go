@@ -2,6 +2,7 @@ package suite
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -236,5 +237,30 @@ func TestSummaryKeepsHandMaintainedPart(t *testing.T) {
 	}
 	if !strings.HasSuffix(string(got), hand) {
 		t.Errorf("the hand-maintained part was not kept:\n%s", got)
+	}
+}
+
+// TestNamedBinaryMissing: a wasmcorn or wasmtime binary named on the
+// command line that does not exist stops the run before it starts, rather
+// than leaving every wasmcorn target out of it (make bench-classic
+// BENCH_WASMTIME=1 once passed "1" as the wasmtime binary and measured 40
+// minutes of everything but wasmcorn).
+func TestNamedBinaryMissing(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "no-such-binary")
+	// A stand-in wasmcorn that exists (the suite asks it for its version).
+	self := filepath.Join(dir, "wasmcorn")
+	if err := os.WriteFile(self, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, o := range map[string]WasmcornOptions{
+		"wasmcorn": {Binary: missing},
+		"wasmtime": {Binary: self, WasmtimeBinary: missing},
+	} {
+		rep := &Report{Versions: map[string]string{}}
+		_, err := buildTargets(context.Background(), &Options{Wasmcorn: o, Targets: []string{"wasmcorn"}}, rep)
+		if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "no-such-binary") {
+			t.Errorf("%s binary missing: err %v, want a usage error naming it", name, err)
+		}
 	}
 }

@@ -307,6 +307,12 @@ func buildTargets(ctx context.Context, opts *Options, rep *Report) ([]Target, er
 	if anyWasmcorn {
 		w, err := newWasmcornTarget(ctx, opts.Wasmcorn, rep)
 		if err != nil {
+			// A binary named on the command line that cannot run is a
+			// mistake to report before anything runs, not a run without
+			// wasmcorn to find out about at the end.
+			if opts.Wasmcorn.Binary != "" || opts.Wasmcorn.WasmtimeBinary != "" {
+				return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+			}
 			rep.Notes = append(rep.Notes, "wasmcorn target unavailable: "+err.Error())
 		}
 		for _, t := range w {
