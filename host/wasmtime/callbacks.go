@@ -9,7 +9,6 @@ package wasmtime
 import "C"
 
 import (
-	"fmt"
 	"unsafe"
 )
 
@@ -19,36 +18,6 @@ import (
 // return.
 func newTrap(msg string) C.uintptr_t {
 	return C.uintptr_t(uintptr(unsafe.Pointer(C.wasmtime_trap_new((*C.char)(unsafe.Pointer(unsafe.StringData(msg))), C.size_t(len(msg))))))
-}
-
-// recoverTrap turns a panic in a host function into a guest trap: a Go
-// panic must never unwind through Wasmtime's frames.
-func recoverTrap(trap *C.uintptr_t, what string) {
-	if r := recover(); r != nil {
-		*trap = newTrap(fmt.Sprintf("%s: host function panicked: %v", what, r))
-	}
-}
-
-//export wtHostCall
-func wtHostCall(id C.uintptr_t, op, inPtr, inLen, outPtr, outCap C.uint32_t, ret *C.int32_t) (trap C.uintptr_t) {
-	defer recoverTrap(&trap, "wasmcorn.call")
-	n, msg := lookup(uintptr(id)).hostCall(uint32(op), uint32(inPtr), uint32(inLen), uint32(outPtr), uint32(outCap))
-	if msg != "" {
-		return newTrap(msg)
-	}
-	*ret = C.int32_t(n)
-	return 0
-}
-
-//export wtHostResult
-func wtHostResult(id C.uintptr_t, ptr, capacity C.uint32_t, ret *C.int32_t) (trap C.uintptr_t) {
-	defer recoverTrap(&trap, "wasmcorn.result")
-	n, msg := lookup(uintptr(id)).hostResult(uint32(ptr), uint32(capacity))
-	if msg != "" {
-		return newTrap(msg)
-	}
-	*ret = C.int32_t(n)
-	return 0
 }
 
 // wtGuestOutput receives the guest's stdout (stream 1) and stderr (2).

@@ -7,11 +7,14 @@
 //
 // The engine talks to Wasmtime's C API directly, through a small C shim
 // (shim.c), using only the static library and headers that
-// github.com/bytecodealliance/wasmtime-go ships: one cgo call per request
-// (write the request, call the export with wasmtime_func_call_unchecked,
-// read the outcome from C memory), and host functions defined with
-// wasmtime_linker_define_func_unchecked whose C trampolines call one Go
-// function each. Neither side allocates per call.
+// github.com/bytecodealliance/wasmtime-go ships. Stores run in Wasmtime's
+// async mode: a request is one cgo call (write the request, start the
+// export with wasmtime_func_call_async and poll its future, read the
+// outcome from C memory) plus one more per host call. The two host
+// functions are async (wasmtime_linker_define_async_func): they record the
+// guest's request in C memory and suspend the guest, the poll returns to
+// Go, Go serves the host call on the calling goroutine, outside any cgo
+// call, and polls again. No Go allocation per call or host call.
 //
 // Deadlines use epoch interruption: every call starts with the store's
 // deadline one epoch tick ahead, and Interrupt sets a flag on the instance
@@ -21,9 +24,8 @@
 // store's limiter; compiled modules are serialized to Config.CacheDir.
 //
 // A guest runs inside a cgo call, so a spinning guest never delays Go's
-// stop-the-world phases; while a guest is in a host call that blocks (a
-// database query, say) its OS thread stays attached to the request, so a
-// busy server uses up to one thread per running call.
+// stop-the-world phases; a host call that blocks (a database query, say)
+// runs outside the cgo call and parks only its goroutine, as on wazero.
 package wasmtime
 
 /*

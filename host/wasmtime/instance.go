@@ -140,7 +140,7 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 		}
 	}
 	in.ctx = ctx
-	if rc := C.wt_call(in.s, C.WT_VERSION, 0, 0); rc != C.WT_OK {
+	if rc := in.run(C.WT_VERSION, nil); rc != C.WT_OK {
 		return fail("%s trapped: %s", abi.ExportVersion, in.takeError())
 	}
 	in.ctx = nil
@@ -151,7 +151,7 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 	}
 	if in.s.has_fn[C.WT_STORES] != 0 {
 		in.ctx = ctx
-		rc := C.wt_call(in.s, C.WT_STORES, 0, 0)
+		rc := in.run(C.WT_STORES, nil)
 		in.ctx = nil
 		if rc != C.WT_OK {
 			return fail("%s trapped: %s", abi.ExportInterruptStores, in.takeError())
@@ -179,7 +179,7 @@ func (in *instance) initialize(ctx context.Context) error {
 	}
 	t := time.AfterFunc(d, in.Interrupt)
 	in.ctx = ctx
-	rc := C.wt_call(in.s, C.WT_INIT, 0, 0)
+	rc := in.run(C.WT_INIT, nil)
 	if !t.Stop() {
 		// The timer fired (or is firing): the instance is or will be
 		// interrupted, so it is unusable even if _initialize returned.
@@ -293,10 +293,7 @@ func (in *instance) Call(ctx context.Context, export string, req []byte, maxOut 
 		return nil, fmt.Errorf("plugin %q: request of %d bytes exceeds the 2 GiB ABI limit", in.mod.name, len(req))
 	}
 	in.ctx = ctx
-	// req goes to C as an integer: wt_call copies it into guest memory
-	// before running guest code, and KeepAlive keeps it allocated until then.
-	rc := C.wt_call(in.s, which, C.uintptr_t(uintptr(unsafe.Pointer(unsafe.SliceData(req)))), C.size_t(len(req)))
-	runtime.KeepAlive(req)
+	rc := in.run(which, req)
 	in.ctx = nil
 	s := in.s
 	switch rc {
@@ -321,6 +318,64 @@ func (in *instance) Call(ctx context.Context, export string, req []byte, maxOut 
 			in.mod.name, engine.ErrTrap, export, ptr, size, s.mem_size)
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(s.mem_data)), int(s.mem_size))[ptr : ptr+size : ptr+size], nil
+}
+
+// run calls export which through the shim and serves the host calls the
+// guest makes on the way: each suspends the guest and returns WT_PENDING,
+// and the host call runs here, on the calling goroutine, outside any cgo
+// call (a blocking database or Redis call parks only this goroutine).
+func (in *instance) run(which C.int, req []byte) C.int {
+	// req goes to C as an integer, so that cgo does not check it on
+	// every call; the shim copies it into guest memory before the export
+	// runs, and KeepAlive keeps it allocated until the call is over.
+	rc := C.wt_call(in.s, which, C.uintptr_t(uintptr(unsafe.Pointer(unsafe.SliceData(req)))), C.size_t(len(req)))
+	for rc == C.WT_PENDING {
+		in.servePending()
+		rc = C.wt_resume(in.s)
+	}
+	runtime.KeepAlive(req)
+	return rc
+}
+
+// servePending serves the host call the guest waits on and marks it done
+// for wt_resume. A panic in a host function becomes a guest trap: it must
+// never leave the guest suspended.
+func (in *instance) servePending() {
+	p := &in.s.pend
+	var (
+		ret int32
+		msg string
+	)
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				msg = fmt.Sprintf("%s: host function panicked: %v", hostFuncName(p.kind), r)
+			}
+		}()
+		switch p.kind {
+		case C.WT_HC_CALL:
+			var n uint32
+			n, msg = in.hostCall(uint32(p.a[0]), uint32(p.a[1]), uint32(p.a[2]), uint32(p.a[3]), uint32(p.a[4]))
+			ret = int32(n)
+		case C.WT_HC_RESULT:
+			ret, msg = in.hostResult(uint32(p.a[0]), uint32(p.a[1]))
+		default:
+			msg = fmt.Sprintf("wasmcorn: unknown pending host call kind %d", int(p.kind))
+		}
+	}()
+	if msg != "" {
+		p.trap = newTrap(msg)
+	} else {
+		p.ret = C.int32_t(ret)
+	}
+	p.done = 1
+}
+
+func hostFuncName(kind C.int) string {
+	if kind == C.WT_HC_RESULT {
+		return abi.ImportModule + "." + abi.ImportResult
+	}
+	return abi.ImportModule + "." + abi.ImportCall
 }
 
 // callError classifies a failed call: interrupted (the flag is set),

@@ -12,6 +12,9 @@ wasm_engine_t *wt_engine_new(int epoch) {
   // Linear memory never moves (32-bit memories fit in the default 4 GiB
   // reservation): the base pointer is read once per instance.
   wasmtime_config_memory_may_move_set(c, false);
+  // Calls run as futures on a separate stack so that the host functions
+  // can suspend the guest (see shim.h).
+  wasmtime_config_async_support_set(c, true);
   return wasm_engine_new_with_config(c);  // takes ownership of c
 }
 
@@ -99,7 +102,19 @@ wasmtime_error_t *wt_instantiate(wt_store *s, const wasmtime_instance_pre_t *pre
   wasmtime_instance_t inst;
   *trap = NULL;
   *missing = NULL;
-  wasmtime_error_t *err = wasmtime_instance_pre_instantiate(pre, s->cx, &inst, trap);
+  wasmtime_error_t *err = NULL;
+  wasmtime_call_future_t *f =
+      wasmtime_instance_pre_instantiate_async(pre, s->cx, &inst, trap, &err);
+  while (!wasmtime_call_future_poll(f)) {
+    // Only a start function runs guest code here; it may not call the
+    // host (the instance is not set up yet).
+    if (s->pend.kind != WT_HC_NONE && !s->pend.done) {
+      static const char msg[] = "wasmcorn: host call from a start function";
+      s->pend.trap = (uintptr_t)wasmtime_trap_new(msg, sizeof msg - 1);
+      s->pend.done = 1;
+    }
+  }
+  wasmtime_call_future_delete(f);
   if (err != NULL || *trap != NULL) return err;
   wasmtime_extern_t item;
   if (wasmtime_instance_export_get(s->cx, &inst, "memory", 6, &item)) {
@@ -132,6 +147,7 @@ wasmtime_error_t *wt_instantiate(wt_store *s, const wasmtime_instance_pre_t *pre
 }
 
 void wt_store_delete(wt_store *s) {
+  if (s->fut) wasmtime_call_future_delete(s->fut);
   if (s->err) wasmtime_error_delete(s->err);
   if (s->trap) wasm_trap_delete(s->trap);
   wasmtime_store_delete(s->store);
@@ -155,16 +171,83 @@ static inline int wt_failed(wt_store *s, wasmtime_error_t *err) {
   return err != NULL || s->trap != NULL;
 }
 
+// wt_start begins a call of f as the store's future; wt_step polls it.
+static void wt_start(wt_store *s, int phase, const wasmtime_func_t *f, size_t nargs,
+                     size_t nresults) {
+  s->phase = phase;
+  s->fut_trap = NULL;
+  s->fut_err = NULL;
+  s->fut = wasmtime_func_call_async(s->cx, f, s->args, nargs, s->results, nresults,
+                                    &s->fut_trap, &s->fut_err);
+}
+
+static int wt_step(wt_store *s);
+
+// wt_begin_handle writes the request into the guest's buffer and starts
+// the export with (ptr, len).
+static int wt_begin_handle(wt_store *s) {
+  if (s->req_n > 0) memcpy(s->mem_data + s->buf_ptr, s->req, s->req_n);
+  s->args[0].kind = WASMTIME_I32;
+  s->args[0].of.i32 = (int32_t)s->buf_ptr;
+  s->args[1].kind = WASMTIME_I32;
+  s->args[1].of.i32 = (int32_t)s->req_n;
+  wt_start(s, WT_PH_CALL, &s->fn[s->which], 2, 1);
+  return wt_step(s);
+}
+
+// wt_step polls the call in progress until it finishes or waits on a host
+// call (WT_PENDING), then moves to the call's next phase.
+static int wt_step(wt_store *s) {
+  for (;;) {
+    if (wasmtime_call_future_poll(s->fut)) break;
+    if (s->pend.kind != WT_HC_NONE && !s->pend.done) return WT_PENDING;
+    // Nothing else makes the future yield (no fuel, no async epoch
+    // yields): poll again.
+  }
+  wasmtime_call_future_delete(s->fut);
+  s->fut = NULL;
+  int phase = s->phase;
+  s->phase = WT_PH_NONE;
+  s->err = s->fut_err;
+  s->trap = s->fut_trap;
+  wt_refresh_mem(s);
+  int failed = s->err != NULL || s->trap != NULL;
+  switch (phase) {
+    case WT_PH_SIMPLE:
+      if (failed) return WT_CALL_FAILED;
+      if (s->which != WT_INIT) s->result = (uint32_t)s->results[0].of.i32;
+      return WT_OK;
+    case WT_PH_ALLOC: {
+      if (failed) return WT_ALLOC_FAILED;
+      uint32_t size = (uint32_t)s->args[0].of.i32;
+      uint32_t ptr = (uint32_t)s->results[0].of.i32;
+      if (ptr == 0 || (uint64_t)ptr + size > s->mem_size) {
+        s->result = ((uint64_t)ptr << 32) | size;
+        return WT_ALLOC_BAD;
+      }
+      s->buf_ptr = ptr;
+      s->buf_cap = size;
+      return wt_begin_handle(s);
+    }
+    default:
+      if (failed) return WT_CALL_FAILED;
+      s->result = (uint64_t)s->results[0].of.i64;
+      return WT_OK;
+  }
+}
+
 // wt_call runs one call: for WT_HANDLE and WT_JOB it writes req into the
 // guest's request buffer (growing it through wasmcorn_alloc when too small)
 // and calls the export with (ptr, len); WT_VERSION, WT_INIT and WT_STORES
-// take no arguments (the first and last return an i32 in result). The outcome is left in s (result, memory, err or trap).
+// take no arguments (the first and last return an i32 in result). The
+// outcome is left in s (result, memory, err or trap).
 int wt_call(wt_store *s, int which, uintptr_t reqp, size_t n) {
-  const uint8_t *req = (const uint8_t *)reqp;
-  wasmtime_val_raw_t args[2];
   s->err = NULL;
   s->trap = NULL;
   s->result = 0;
+  s->which = which;
+  s->req = (const uint8_t *)reqp;
+  s->req_n = n;
   if (s->epoch) {
     // The deadline is not set again here: it is always at most one tick
     // past the engine's epoch (set so at store creation, and by every
@@ -177,77 +260,83 @@ int wt_call(wt_store *s, int which, uintptr_t reqp, size_t n) {
     if (__atomic_load_n(&s->interrupt, __ATOMIC_RELAXED)) return WT_INTERRUPTED;
   }
   if (which == WT_VERSION || which == WT_INIT || which == WT_STORES) {
-    if (wt_failed(s, wasmtime_func_call_unchecked(s->cx, &s->fn[which], args, 1, &s->trap))) {
-      wt_refresh_mem(s);
-      return WT_CALL_FAILED;
-    }
-    if (which != WT_INIT) s->result = (uint32_t)args[0].i32;
-    wt_refresh_mem(s);
-    return WT_OK;
+    wt_start(s, WT_PH_SIMPLE, &s->fn[which], 0, which == WT_INIT ? 0 : 1);
+    return wt_step(s);
   }
   if (n > s->buf_cap || s->buf_ptr == 0) {
     uint32_t size = n < 4096 ? 4096 : (uint32_t)n;
-    args[0].i32 = (int32_t)size;
-    if (wt_failed(s, wasmtime_func_call_unchecked(s->cx, &s->alloc, args, 1, &s->trap))) {
-      wt_refresh_mem(s);
-      return WT_ALLOC_FAILED;
-    }
-    wt_refresh_mem(s);
-    uint32_t ptr = (uint32_t)args[0].i32;
-    if (ptr == 0 || (uint64_t)ptr + size > s->mem_size) {
-      s->result = ((uint64_t)ptr << 32) | size;
-      return WT_ALLOC_BAD;
-    }
-    s->buf_ptr = ptr;
-    s->buf_cap = size;
+    s->args[0].kind = WASMTIME_I32;
+    s->args[0].of.i32 = (int32_t)size;
+    wt_start(s, WT_PH_ALLOC, &s->alloc, 1, 1);
+    return wt_step(s);
   }
-  if (n > 0) memcpy(s->mem_data + s->buf_ptr, req, n);
-  args[0].i32 = (int32_t)s->buf_ptr;
-  args[1].i32 = (int32_t)n;
-  if (wt_failed(s, wasmtime_func_call_unchecked(s->cx, &s->fn[which], args, 2, &s->trap))) {
-    wt_refresh_mem(s);
-    return WT_CALL_FAILED;
-  }
-  s->result = (uint64_t)args[0].i64;
-  wt_refresh_mem(s);
-  return WT_OK;
+  return wt_begin_handle(s);
 }
 
-// Host functions. The store's data is its wt_store; the Go side finds its
-// instance through the handle and gets guest memory as a pointer and size.
+int wt_resume(wt_store *s) { return wt_step(s); }
 
-static wasm_trap_t *wt_host_call(void *env, wasmtime_caller_t *caller,
-                                 wasmtime_val_raw_t *a, size_t n) {
-  (void)env;
-  (void)n;
-  wt_store *s = wasmtime_context_get_data(wasmtime_caller_context(caller));
-  if (!s->has_mem) {
-    static const char msg[] = "wasmcorn.call: called before the instance had memory";
-    return wasmtime_trap_new(msg, sizeof msg - 1);
+// Host functions. Both are async: they record the guest's request in
+// s->pend and suspend the guest until Go has served it (wt_pending_ready).
+
+// wt_pending_ready is the continuation of a suspended host call: done once
+// Go has set pend.done.
+static bool wt_pending_ready(void *env) {
+  wt_store *s = env;
+  if (!s->pend.done) return false;
+  if (s->pend.trap != 0) {
+    *s->pend.trap_ret = (wasm_trap_t *)s->pend.trap;
+  } else {
+    s->pend.results[0].kind = WASMTIME_I32;
+    s->pend.results[0].of.i32 = s->pend.ret;
   }
-  int32_t ret = 0;
-  wasm_trap_t *t = (wasm_trap_t *)wtHostCall(s->handle, (uint32_t)a[0].i32, (uint32_t)a[1].i32,
-                              (uint32_t)a[2].i32, (uint32_t)a[3].i32,
-                              (uint32_t)a[4].i32, &ret);
-  if (t != NULL) return t;
-  a[0].i32 = ret;
-  return NULL;
+  s->pend.kind = WT_HC_NONE;
+  s->pend.done = 0;
+  s->pend.trap = 0;
+  return true;
 }
 
-static wasm_trap_t *wt_host_result(void *env, wasmtime_caller_t *caller,
-                                   wasmtime_val_raw_t *a, size_t n) {
+static bool wt_ready_now(void *env) {
   (void)env;
-  (void)n;
+  return true;
+}
+
+static void wt_suspend(wasmtime_caller_t *caller, int kind, const wasmtime_val_t *args,
+                       size_t nargs, wasmtime_val_t *results, wasm_trap_t **trap_ret,
+                       wasmtime_async_continuation_t *cont) {
   wt_store *s = wasmtime_context_get_data(wasmtime_caller_context(caller));
+  cont->finalizer = NULL;
   if (!s->has_mem) {
-    static const char msg[] = "wasmcorn.result: called before the instance had memory";
-    return wasmtime_trap_new(msg, sizeof msg - 1);
+    static const char msg[] = "wasmcorn: host call before the instance had memory";
+    *trap_ret = wasmtime_trap_new(msg, sizeof msg - 1);
+    cont->callback = wt_ready_now;
+    cont->env = NULL;
+    return;
   }
-  int32_t ret = 0;
-  wasm_trap_t *t = (wasm_trap_t *)wtHostResult(s->handle, (uint32_t)a[0].i32, (uint32_t)a[1].i32, &ret);
-  if (t != NULL) return t;
-  a[0].i32 = ret;
-  return NULL;
+  s->pend.kind = kind;
+  for (size_t i = 0; i < nargs && i < 5; i++) s->pend.a[i] = (uint32_t)args[i].of.i32;
+  s->pend.done = 0;
+  s->pend.ret = 0;
+  s->pend.trap = 0;
+  s->pend.results = results;
+  s->pend.trap_ret = trap_ret;
+  cont->callback = wt_pending_ready;
+  cont->env = s;
+}
+
+static void wt_host_call(void *env, wasmtime_caller_t *caller, const wasmtime_val_t *args,
+                         size_t nargs, wasmtime_val_t *results, size_t nresults,
+                         wasm_trap_t **trap_ret, wasmtime_async_continuation_t *cont) {
+  (void)env;
+  (void)nresults;
+  wt_suspend(caller, WT_HC_CALL, args, nargs, results, trap_ret, cont);
+}
+
+static void wt_host_result(void *env, wasmtime_caller_t *caller, const wasmtime_val_t *args,
+                           size_t nargs, wasmtime_val_t *results, size_t nresults,
+                           wasm_trap_t **trap_ret, wasmtime_async_continuation_t *cont) {
+  (void)env;
+  (void)nresults;
+  wt_suspend(caller, WT_HC_RESULT, args, nargs, results, trap_ret, cont);
 }
 
 static wasm_functype_t *wt_functype_i32(size_t nparams, size_t nresults) {
@@ -263,13 +352,13 @@ static wasm_functype_t *wt_functype_i32(size_t nparams, size_t nresults) {
 wasmtime_error_t *wt_linker_define_host(wasmtime_linker_t *l, const char *module,
                                         const char *call, const char *result) {
   wasm_functype_t *ty = wt_functype_i32(5, 1);
-  wasmtime_error_t *err = wasmtime_linker_define_func_unchecked(
+  wasmtime_error_t *err = wasmtime_linker_define_async_func(
       l, module, strlen(module), call, strlen(call), ty, wt_host_call, NULL, NULL);
   wasm_functype_delete(ty);
   if (err != NULL) return err;
   ty = wt_functype_i32(2, 1);
-  err = wasmtime_linker_define_func_unchecked(l, module, strlen(module), result,
-                                              strlen(result), ty, wt_host_result, NULL, NULL);
+  err = wasmtime_linker_define_async_func(l, module, strlen(module), result,
+                                          strlen(result), ty, wt_host_result, NULL, NULL);
   wasm_functype_delete(ty);
   return err;
 }

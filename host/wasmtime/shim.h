@@ -1,6 +1,10 @@
-// shim.h: the C side of the wasmtime engine. Everything on the request path
-// (writing the request, calling the export, host calls, the epoch deadline
-// callback) happens here in one cgo call per request, without allocating.
+// shim.h: the C side of the wasmtime engine. The store runs in Wasmtime's
+// async mode: a call is a future that wt_call and wt_resume poll. The two
+// host functions are async: they record the guest's request in the store's
+// wt_pending and suspend the guest, the poll returns WT_PENDING to Go, Go
+// serves the host call on its own goroutine (free to block on a database
+// or Redis without holding a locked thread) and resumes. A request without
+// host calls is one cgo call.
 #ifndef WASMCORN_WT_SHIM_H
 #define WASMCORN_WT_SHIM_H
 
@@ -14,7 +18,26 @@ enum {
   WT_ALLOC_BAD = 2,     // wasmcorn_alloc returned a region outside memory
   WT_CALL_FAILED = 3,   // the export trapped or failed; err or trap set
   WT_INTERRUPTED = 4,   // Interrupt came before the call started
+  WT_PENDING = 5,       // the guest waits on the host call in s->pend
 };
+
+// Kinds of pending host call.
+enum { WT_HC_NONE = 0, WT_HC_CALL = 1, WT_HC_RESULT = 2 };
+
+// wt_pending is the host call a suspended guest waits on. Go reads kind
+// and a, then sets ret (or trap) and done before wt_resume.
+typedef struct wt_pending {
+  int kind;       // WT_HC_CALL (a[0..4]: op, in_ptr, in_len, out_ptr, out_cap) or WT_HC_RESULT (a[0..1]: ptr, cap)
+  uint32_t a[5];
+  int done;
+  int32_t ret;
+  uintptr_t trap;  // a wasm_trap_t* from Go: the guest traps with it
+  wasmtime_val_t *results;   // where the host function's result goes
+  wasm_trap_t **trap_ret;    // where Wasmtime reads a trap from
+} wt_pending;
+
+// Phases of a call in progress.
+enum { WT_PH_NONE = 0, WT_PH_SIMPLE = 1, WT_PH_ALLOC = 2, WT_PH_CALL = 3 };
 
 // Which export wt_call calls.
 enum { WT_HANDLE = 0, WT_JOB = 1, WT_VERSION = 2, WT_INIT = 3, WT_STORES = 4, WT_NFN = 5 };
@@ -43,6 +66,19 @@ typedef struct wt_store {
   size_t mem_size;    // as of the end of the last call (memory only grows)
   wasmtime_error_t *err;
   wasm_trap_t *trap;
+
+  // The call in progress (phase != WT_PH_NONE): its future and what the
+  // future borrows until deleted.
+  int phase;
+  int which;
+  const uint8_t *req;  // the request, valid until the call returns to Go for good
+  size_t req_n;
+  wasmtime_call_future_t *fut;
+  wasmtime_val_t args[2];
+  wasmtime_val_t results[1];
+  wasm_trap_t *fut_trap;
+  wasmtime_error_t *fut_err;
+  wt_pending pend;
 } wt_store;
 
 wt_store *wt_store_new(wasm_engine_t *engine, int epoch, uintptr_t handle,
@@ -63,7 +99,10 @@ void wt_store_delete(wt_store *s);
 // wt_call's request is passed as an integer so that cgo does not check it
 // on every call; it is copied into guest memory before any guest code (and
 // so any Go callback) runs.
+// It returns WT_PENDING while the guest waits on a host call: Go serves
+// s->pend and calls wt_resume, which returns like wt_call.
 int wt_call(wt_store *s, int which, uintptr_t req, size_t n);
+int wt_resume(wt_store *s);
 size_t wt_refresh_size(wt_store *s);
 void wt_interrupt(wt_store *s);
 
