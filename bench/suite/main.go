@@ -152,6 +152,12 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintln(stderr, "bench:", err)
 	}
+	if err != nil && summary != "" {
+		// An interrupted or failed run is saved for inspection but does
+		// not replace the last complete run's summary.
+		fmt.Fprintf(stderr, "bench: run incomplete; %s left as it was\n", summary)
+		summary = ""
+	}
 	if werr := writeReport(rep, outDir, summary, stdout, stderr); werr != nil {
 		return werr
 	}
