@@ -300,9 +300,13 @@ static bool wt_ready_now(void *env) {
   return true;
 }
 
-static void wt_suspend(wasmtime_caller_t *caller, int kind, const wasmtime_val_t *args,
-                       size_t nargs, wasmtime_val_t *results, wasm_trap_t **trap_ret,
-                       wasmtime_async_continuation_t *cont) {
+// wt_host_fn is both host functions; env is the kind (WT_HC_CALL or
+// WT_HC_RESULT), given when the function was defined.
+static void wt_host_fn(void *env, wasmtime_caller_t *caller, const wasmtime_val_t *args,
+                       size_t nargs, wasmtime_val_t *results, size_t nresults,
+                       wasm_trap_t **trap_ret, wasmtime_async_continuation_t *cont) {
+  (void)nresults;
+  int kind = (int)(uintptr_t)env;
   wt_store *s = wasmtime_context_get_data(wasmtime_caller_context(caller));
   cont->finalizer = NULL;
   if (!s->has_mem) {
@@ -323,22 +327,6 @@ static void wt_suspend(wasmtime_caller_t *caller, int kind, const wasmtime_val_t
   cont->env = s;
 }
 
-static void wt_host_call(void *env, wasmtime_caller_t *caller, const wasmtime_val_t *args,
-                         size_t nargs, wasmtime_val_t *results, size_t nresults,
-                         wasm_trap_t **trap_ret, wasmtime_async_continuation_t *cont) {
-  (void)env;
-  (void)nresults;
-  wt_suspend(caller, WT_HC_CALL, args, nargs, results, trap_ret, cont);
-}
-
-static void wt_host_result(void *env, wasmtime_caller_t *caller, const wasmtime_val_t *args,
-                           size_t nargs, wasmtime_val_t *results, size_t nresults,
-                           wasm_trap_t **trap_ret, wasmtime_async_continuation_t *cont) {
-  (void)env;
-  (void)nresults;
-  wt_suspend(caller, WT_HC_RESULT, args, nargs, results, trap_ret, cont);
-}
-
 static wasm_functype_t *wt_functype_i32(size_t nparams, size_t nresults) {
   wasm_valtype_t *ps[8], *rs[8];
   for (size_t i = 0; i < nparams; i++) ps[i] = wasm_valtype_new(WASM_I32);
@@ -353,12 +341,14 @@ wasmtime_error_t *wt_linker_define_host(wasmtime_linker_t *l, const char *module
                                         const char *call, const char *result) {
   wasm_functype_t *ty = wt_functype_i32(5, 1);
   wasmtime_error_t *err = wasmtime_linker_define_async_func(
-      l, module, strlen(module), call, strlen(call), ty, wt_host_call, NULL, NULL);
+      l, module, strlen(module), call, strlen(call), ty, wt_host_fn,
+      (void *)(uintptr_t)WT_HC_CALL, NULL);
   wasm_functype_delete(ty);
   if (err != NULL) return err;
   ty = wt_functype_i32(2, 1);
   err = wasmtime_linker_define_async_func(l, module, strlen(module), result,
-                                          strlen(result), ty, wt_host_result, NULL, NULL);
+                                          strlen(result), ty, wt_host_fn,
+                                          (void *)(uintptr_t)WT_HC_RESULT, NULL);
   wasm_functype_delete(ty);
   return err;
 }
