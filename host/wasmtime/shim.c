@@ -166,11 +166,6 @@ size_t wt_refresh_size(wt_store *s) {
   return s->mem_size;
 }
 
-static inline int wt_failed(wt_store *s, wasmtime_error_t *err) {
-  s->err = err;
-  return err != NULL || s->trap != NULL;
-}
-
 // wt_start begins a call of f as the store's future; wt_step polls it.
 static void wt_start(wt_store *s, int phase, const wasmtime_func_t *f, size_t nargs,
                      size_t nresults) {
