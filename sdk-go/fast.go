@@ -29,8 +29,9 @@ func ServeFast(h func(*Ctx)) {
 // Every []byte a Ctx returns aliases the message the host wrote into the
 // instance's buffer, or the Ctx's scratch space, and is valid only until
 // the handler returns: the next request overwrites it. Copy what must live
-// longer (string(b) copies), and never write into these slices. The Ctx itself is reused by the next request
-// of the instance and must not be kept either.
+// longer (string(b) copies), and never write into these slices. The Ctx
+// itself is reused by the next request of the instance and must not be
+// kept either.
 //
 // The response starts as a 200 with no headers and an empty body. When the
 // handler sets no Content-Type and writes a body, one is detected from the

@@ -444,23 +444,27 @@ func detectGoDispatch(b []byte, p int) *goDispatch {
 	return d
 }
 
+// dispatchAt returns the Go dispatch loop that branch label l, seen with
+// frames open, leads to, or nil.
+func dispatchAt(frames []ctrl, l uint32) *goDispatch {
+	if l >= uint32(len(frames)) {
+		return nil // malformed; wazero rejects it
+	}
+	return frames[len(frames)-1-int(l)].dispatch
+}
+
 // targetsDispatch reports whether branch label l, seen with frames open,
 // leads to a Go dispatch loop.
-func targetsDispatch(frames []ctrl, l uint32) bool {
-	if l >= uint32(len(frames)) {
-		return false // malformed; wazero rejects it
-	}
-	return frames[len(frames)-1-int(l)].dispatch != nil
-}
+func targetsDispatch(frames []ctrl, l uint32) bool { return dispatchAt(frames, l) != nil }
 
 // chargeBranch reports whether a branch (op) to label l needs the fuel check:
 // it does when it leads to a Go dispatch loop, unless it is a forward jump
 // between the loop's regions (prev2, prev: i32.const K; local.set 0).
 func chargeBranch(frames []ctrl, l uint32, op byte, prev, prev2 instr) bool {
-	if !targetsDispatch(frames, l) {
+	d := dispatchAt(frames, l)
+	if d == nil {
 		return false // other loops are charged at their start
 	}
-	d := frames[len(frames)-1-int(l)].dispatch
 	if op != 0x0c || prev.op != 0x21 || prev.imm != 0 || prev2.op != 0x41 {
 		return true
 	}
