@@ -31,7 +31,10 @@
 // instance (package initialization, hence init functions) and then calls
 // the exports of ABI.md many times. main.main never runs in this build
 // mode, which is why Serve and HandleJob are called from init; an empty
-// main is still required by the go command.
+// main is still required by the go command. Goroutines run only inside
+// calls: when the handler blocks, and at the yield the SDK makes after
+// every 32nd call, so one a handler starts without waiting for it runs a
+// few requests later.
 //
 // # Requests and responses
 //

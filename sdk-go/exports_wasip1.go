@@ -4,6 +4,7 @@ package wasmcorn
 
 import (
 	"log/slog"
+	"runtime"
 	"unsafe"
 
 	"github.com/wasmcorn/wasmcorn/abi"
@@ -36,7 +37,9 @@ func exportHandle(ptr, n uint32) uint64 {
 		instance.out = errorResponse(instance.out[:0], 500, "internal server error\n")
 		return pack(instance.out)
 	}
-	return pack(instance.handle(msg))
+	out := pack(instance.handle(msg))
+	yieldSometimes()
+	return out
 }
 
 //go:wasmexport wasmcorn_job
@@ -47,7 +50,35 @@ func exportJob(ptr, n uint32) uint64 {
 			Status: abi.JobRetry, Error: []byte("wasmcorn: job region outside the buffer from wasmcorn_alloc")})
 		return pack(instance.out)
 	}
-	return pack(instance.job(msg))
+	out := pack(instance.job(msg))
+	yieldSometimes()
+	return out
+}
+
+// yieldEvery is how many handle or job calls pass between two yields to
+// the Go scheduler.
+const yieldEvery = 32
+
+// calls counts handle and job calls, for yieldSometimes.
+var calls uint32
+
+// yieldSometimes lets the instance's other goroutines run (runtime.Gosched)
+// at the end of every yieldEvery-th call, after the result is final. In a
+// reactor Go runs goroutines only inside calls, and only when the running
+// one blocks; the garbage collector's background mark worker is such a
+// goroutine. Without a yield a collection's mark phase is finished by
+// allocation assists alone and stretches over thousands of requests
+// (3-6 ms instead of 0.4 for plugins/hello on wazero), all of them paying
+// for the write barrier and for allocating black: 20% of a net/http
+// handler's guest time. A yield costs about 1 µs in the guest, hence one
+// every yieldEvery calls (docs/RATIONALE.md, "Why does the Go SDK yield to
+// the scheduler every 32 calls?"). Goroutines a handler started get to run
+// there too.
+func yieldSometimes() {
+	calls++
+	if calls%yieldEvery == 0 {
+		runtime.Gosched()
+	}
 }
 
 // region maps a guest pointer from the host to the alloc buffer.

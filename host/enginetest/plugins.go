@@ -208,6 +208,23 @@ func runExamples(t *testing.T, engineName string) {
 		t.Fatalf("guest log not in the host log (found %v)", ok)
 	}
 
+	// A goroutine a handler starts without waiting for it runs at one of
+	// the SDK's periodic yields (every 32 calls), while the requests that
+	// follow never block. One instance, so that every call goes to it.
+	gr := mustLoadPlugin(t, rt, "goroutine", func(s *host.PluginSpec) { s.Pool.Min, s.Pool.Max = 1, 1 })
+	resp, err = handle(t, gr, HTTPRequest("GET", "/goroutine/start", "", nil))
+	if err != nil || resp.Status != 200 {
+		t.Fatalf("goroutine/start: %v %d %q", err, resp.Status, resp.Body)
+	}
+	for i := 1; string(resp.Body) != "ran 1\n"; i++ {
+		if i > 100 {
+			t.Fatalf("a goroutine started by a handler had not run after %d more calls: %q", i-1, resp.Body)
+		}
+		if resp, err = handle(t, gr, HTTPRequest("GET", "/goroutine/", "", nil)); err != nil || resp.Status != 200 {
+			t.Fatalf("goroutine: %v %d %q", err, resp.Status, resp.Body)
+		}
+	}
+
 	for _, c := range []struct {
 		payload string
 		status  abi.JobStatus
