@@ -22,7 +22,8 @@ package host_test
 // "db" (each as GET /PATH?id=N); WC_TRUSTED=1 turns deadline enforcement
 // off; WC_PAR sets the goroutines per CPU (default 8); WC_MAX the pool size
 // (default host.DefaultPoolConfig's); WC_GUEST_ENV=K=V,... sets the
-// guest's environment (e.g. GOGC=400).
+// guest's environment (e.g. GOGC=400); WC_CACHE=memory uses the in-memory
+// cache instead of Redis (the suite's cached and cached-fast scenarios).
 
 import (
 	"context"
@@ -37,6 +38,7 @@ import (
 
 	"github.com/wasmcorn/wasmcorn/abi"
 	"github.com/wasmcorn/wasmcorn/host"
+	"github.com/wasmcorn/wasmcorn/host/backend/memcache"
 	"github.com/wasmcorn/wasmcorn/host/backend/redisconn"
 	"github.com/wasmcorn/wasmcorn/host/backend/rediskv"
 	"github.com/wasmcorn/wasmcorn/host/backend/sqldb"
@@ -70,7 +72,12 @@ func BenchmarkBenchappDB(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { set.Close() })
-	kv, err := rediskv.New(rediskv.Config{Conn: redisconn.Conn{Addrs: []string{r.Addr()}}})
+	var kv host.Cache
+	if os.Getenv("WC_CACHE") == "memory" {
+		kv, err = memcache.New(memcache.Config{MaxBytes: 64 << 20})
+	} else {
+		kv, err = rediskv.New(rediskv.Config{Conn: redisconn.Conn{Addrs: []string{r.Addr()}}})
+	}
 	if err != nil {
 		b.Fatal(err)
 	}
