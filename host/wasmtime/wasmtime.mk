@@ -11,7 +11,9 @@
 #   make bench-wasmtime  side-by-side benchmarks, wazero vs wasmtime (vs
 #                        native Go where the same work can run natively);
 #                        WASMTIME_BENCH selects (a -bench regexp),
-#                        WASMTIME_BENCHCOUNT repeats (default 5)
+#                        WASMTIME_BENCHCOUNT repeats (default 5);
+#                        BenchmarkAB compares two builds of one plugin
+#                        (WC_AB_A, WC_AB_B; see host/wasmtime/ab_test.go)
 #
 # The first run downloads github.com/bytecodealliance/wasmtime-go (a 57 MB
 # zip, about 200 MB unpacked, with a prebuilt static libwasmtime) into the Go

@@ -1,0 +1,104 @@
+package wasmtime_test
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"slices"
+	"testing"
+
+	"github.com/wasmcorn/wasmcorn/abi"
+	"github.com/wasmcorn/wasmcorn/host"
+	"github.com/wasmcorn/wasmcorn/host/enginetest"
+)
+
+// BenchmarkAB compares two builds of one plugin in one process, immune to
+// the machine's fast and slow phases (bench/RESULTS.md, session 9): one
+// instance of each, requests alternated in batches of abBatch on one
+// locked thread, thread CPU per request measured per batch. It reports the
+// median CPU per request of each build and the median and quartiles of
+// the per-batch ratio B/A. Set WC_AB_A and WC_AB_B to the two .wasm files
+// (absolute paths: the benchmark runs in host/wasmtime) and WC_AB_PATH to
+// the request path (default /):
+//
+//	WC_AB_A=/tmp/old.wasm WC_AB_B=/tmp/new.wasm WC_AB_PATH=/py-hello/ \
+//	  make bench-wasmtime WASMTIME_BENCH=BenchmarkAB WASMTIME_BENCHTIME=40x WASMTIME_BENCHCOUNT=1
+//
+// Each b.Loop iteration is one batch of each build. Two copies of the same
+// file give medians within 0.98–1.00 (quartiles within ±5%) on the project's
+// 2-core machines, where unpaired runs differ by up to 1.7x.
+func BenchmarkAB(b *testing.B) {
+	fa, fb := os.Getenv("WC_AB_A"), os.Getenv("WC_AB_B")
+	if fa == "" || fb == "" {
+		b.Skip("set WC_AB_A and WC_AB_B to two builds of a plugin")
+	}
+	path := os.Getenv("WC_AB_PATH")
+	if path == "" {
+		path = "/"
+	}
+	req := enginetest.HTTPRequest("GET", path, "", nil, "Accept", "*/*", "User-Agent", "wcbench")
+	var wasm [2][]byte
+	for i, f := range []string{fa, fb} {
+		var err error
+		if wasm[i], err = os.ReadFile(f); err != nil {
+			b.Fatal(err)
+		}
+	}
+	eachEngine(b, func(b *testing.B, eng string, enforced bool) {
+		rt := enginetest.NewRuntime(b, eng, enginetest.PluginCacheDir(b), nil)
+		var ps [2]*host.Plugin
+		for i := range ps {
+			spec := host.PluginSpec{Name: [2]string{"a", "b"}[i], Wasm: wasm[i], Pool: host.DefaultPoolConfig(), Limits: host.DefaultLimits()}
+			spec.Pool.Min, spec.Pool.Max = 1, 1
+			spec.Limits.DeadlineEnforced = enforced
+			p, err := rt.Load(context.Background(), spec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { p.Drain(context.Background()) })
+			ps[i] = p
+		}
+		ctx := context.Background()
+		out := make([]byte, 0, 64<<10)
+		batch := func(p *host.Plugin) float64 {
+			t0, _ := enginetest.ThreadCPU()
+			for range abBatch {
+				var err error
+				if out, err = p.Handle(ctx, req, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+			t1, _ := enginetest.ThreadCPU()
+			return float64(t1-t0) / abBatch
+		}
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		var resp abi.Response
+		for _, p := range ps { // warm both, and check they answer
+			batch(p)
+			if abi.DecodeResponse(out, &resp) != nil || resp.Status != 200 {
+				b.Fatalf("%s: status %d", p.Name(), resp.Status)
+			}
+		}
+		var a, bb, ratio []float64
+		for b.Loop() {
+			x, y := batch(ps[0]), batch(ps[1])
+			a, bb, ratio = append(a, x), append(bb, y), append(ratio, y/x)
+		}
+		b.ReportMetric(median(a), "A-cpu-ns/req")
+		b.ReportMetric(median(bb), "B-cpu-ns/req")
+		slices.Sort(ratio)
+		b.ReportMetric(median(ratio), "B/A")
+		b.ReportMetric(ratio[len(ratio)/4], "B/A-q1")
+		b.ReportMetric(ratio[(3*len(ratio))/4], "B/A-q3")
+	})
+}
+
+// abBatch is the number of requests per build between switches.
+const abBatch = 500
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
