@@ -107,6 +107,10 @@ func newRequest(ar *abi.Request) *http.Request {
 	if n > len(p.vals) {
 		vals = make([]string, n)
 	}
+	// Names seen so far, to find repeated ones without a map lookup
+	// (hashing a key is dear inside a Wasm guest); past len(seen) the map
+	// is asked.
+	var seen [16]string
 	for i := range ar.Headers {
 		name := http.CanonicalHeaderKey(str(ar.Headers[i].Name))
 		value := str(ar.Headers[i].Value)
@@ -121,8 +125,20 @@ func newRequest(ar *abi.Request) *http.Request {
 				continue // replaced by the server's id below
 			}
 		}
-		if prev, ok := h[name]; ok {
-			h[name] = append(prev, value)
+		repeated := false
+		if i < len(seen) {
+			for _, s := range seen[:i] {
+				if s == name {
+					repeated = true
+					break
+				}
+			}
+			seen[i] = name
+		} else {
+			_, repeated = h[name]
+		}
+		if repeated {
+			h[name] = append(h[name], value)
 			continue
 		}
 		vals[i] = value

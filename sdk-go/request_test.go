@@ -150,6 +150,30 @@ func TestRequestID(t *testing.T) {
 	}
 }
 
+// Repeated header names merge in order whether a name repeats within the
+// first 16 headers (found by newRequest's scan), across that boundary or
+// beyond it (found by a map lookup).
+func TestRepeatedHeaders(t *testing.T) {
+	ar := abi.Request{Path: []byte("/")}
+	want := http.Header{}
+	for i := range 40 {
+		name := fmt.Sprintf("x-rep%d", i%7) // repeats at every distance
+		if i%5 == 0 {
+			name = fmt.Sprintf("X-Once-%d", i)
+		}
+		value := fmt.Sprint(i)
+		ar.Headers = append(ar.Headers, abi.Header{Name: []byte(name), Value: []byte(value)})
+		want.Add(name, value)
+	}
+	r, err := decodeRequest(abi.AppendRequest(nil, &ar), new(abi.Request))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(r.Header, want) {
+		t.Fatalf("header\n got %v\nwant %v", r.Header, want)
+	}
+}
+
 func TestForms(t *testing.T) {
 	var mp bytes.Buffer
 	mw := multipart.NewWriter(&mp)
