@@ -15,18 +15,19 @@ import (
 // BenchmarkAB compares two builds of one plugin in one process, immune to
 // the machine's fast and slow phases (bench/RESULTS.md, session 9): one
 // instance of each, requests alternated in batches of abBatch on one
-// locked thread, thread CPU per request measured per batch. It reports the
-// median CPU per request of each build and the median and quartiles of
-// the per-batch ratio B/A. Set WC_AB_A and WC_AB_B to the two .wasm files
-// (absolute paths: the benchmark runs in host/wasmtime) and WC_AB_PATH to
-// the request path (default /):
+// locked thread (which build goes first alternates too), thread CPU per
+// request measured per batch. It reports the median CPU per request of
+// each build and the median and quartiles of the per-batch ratio B/A. Set
+// WC_AB_A and WC_AB_B to the two .wasm files (absolute paths: the
+// benchmark runs in host/wasmtime) and WC_AB_PATH to the request path
+// (default /):
 //
 //	WC_AB_A=/tmp/old.wasm WC_AB_B=/tmp/new.wasm WC_AB_PATH=/py-hello/ \
 //	  make bench-wasmtime WASMTIME_BENCH=BenchmarkAB WASMTIME_BENCHTIME=40x WASMTIME_BENCHCOUNT=1
 //
 // Each b.Loop iteration is one batch of each build. Two copies of the same
-// file give medians within 0.98–1.00 (quartiles within ±5%) on the project's
-// 2-core machines, where unpaired runs differ by up to 1.7x.
+// file give medians within 0.98–1.02 on the project's 2-core machines,
+// where unpaired runs differ by up to 1.7x.
 func BenchmarkAB(b *testing.B) {
 	fa, fb := os.Getenv("WC_AB_A"), os.Getenv("WC_AB_B")
 	if fa == "" || fb == "" {
@@ -82,7 +83,12 @@ func BenchmarkAB(b *testing.B) {
 		}
 		var a, bb, ratio []float64
 		for b.Loop() {
-			x, y := batch(ps[0]), batch(ps[1])
+			var x, y float64
+			if len(a)%2 == 0 { // alternate which build goes first
+				x, y = batch(ps[0]), batch(ps[1])
+			} else {
+				y, x = batch(ps[1]), batch(ps[0])
+			}
 			a, bb, ratio = append(a, x), append(bb, y), append(ratio, y/x)
 		}
 		b.ReportMetric(median(a), "A-cpu-ns/req")
