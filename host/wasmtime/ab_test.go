@@ -9,6 +9,8 @@ import (
 
 	"github.com/wasmcorn/wasmcorn/abi"
 	"github.com/wasmcorn/wasmcorn/host"
+	"github.com/wasmcorn/wasmcorn/host/backend/memcache"
+	"github.com/wasmcorn/wasmcorn/host/backend/sqldb"
 	"github.com/wasmcorn/wasmcorn/host/enginetest"
 )
 
@@ -25,6 +27,12 @@ import (
 //	WC_AB_A=/tmp/old.wasm WC_AB_B=/tmp/new.wasm WC_AB_PATH=/py-hello/ \
 //	  make bench-wasmtime WASMTIME_BENCH=BenchmarkAB WASMTIME_BENCHTIME=40x WASMTIME_BENCHCOUNT=1
 //
+// WC_AB_QUERY sets the request's query string. WC_AB_DATA=1 gives both
+// plugins the suite's data services on embedded backends: database
+// "bench" (a SQLite file with table world, ids 1..1000) and the in-memory
+// cache, namespace "bench" (for bench/plugins/pybench's /db, say, with
+// WC_AB_PATH=/db WC_AB_QUERY=id=7).
+//
 // Each b.Loop iteration is one batch of each build. Two copies of the same
 // file give medians within 0.98–1.02 on the project's 2-core machines,
 // where unpaired runs differ by up to 1.7x.
@@ -37,7 +45,8 @@ func BenchmarkAB(b *testing.B) {
 	if path == "" {
 		path = "/"
 	}
-	req := enginetest.HTTPRequest("GET", path, "", nil, "Accept", "*/*", "User-Agent", "wcbench")
+	req := enginetest.HTTPRequest("GET", path, os.Getenv("WC_AB_QUERY"), nil, "Accept", "*/*", "User-Agent", "wcbench")
+	data := os.Getenv("WC_AB_DATA") != ""
 	var wasm [2][]byte
 	for i, f := range []string{fa, fb} {
 		var err error
@@ -46,12 +55,20 @@ func BenchmarkAB(b *testing.B) {
 		}
 	}
 	eachEngine(b, func(b *testing.B, eng string, enforced bool) {
-		rt := enginetest.NewRuntime(b, eng, enginetest.PluginCacheDir(b), nil)
+		var rt *host.Runtime
+		if data {
+			rt = abDataRuntime(b, eng)
+		} else {
+			rt = enginetest.NewRuntime(b, eng, enginetest.PluginCacheDir(b), nil)
+		}
 		var ps [2]*host.Plugin
 		for i := range ps {
 			spec := host.PluginSpec{Name: [2]string{"a", "b"}[i], Wasm: wasm[i], Pool: host.DefaultPoolConfig(), Limits: host.DefaultLimits()}
 			spec.Pool.Min, spec.Pool.Max = 1, 1
 			spec.Limits.DeadlineEnforced = enforced
+			if data {
+				spec.Grants.Databases, spec.Grants.CacheNamespace = []string{"bench"}, "bench"
+			}
 			p, err := rt.Load(context.Background(), spec)
 			if err != nil {
 				b.Fatal(err)
@@ -98,6 +115,37 @@ func BenchmarkAB(b *testing.B) {
 		b.ReportMetric(ratio[len(ratio)/4], "B/A-q1")
 		b.ReportMetric(ratio[(3*len(ratio))/4], "B/A-q3")
 	})
+}
+
+// abDataRuntime returns a runtime whose services are database "bench" (a
+// SQLite file, table world with ids 1..1000, as bench/workload seeds it)
+// and an in-memory cache.
+func abDataRuntime(b *testing.B, eng string) *host.Runtime {
+	set, err := sqldb.Open(b.TempDir(), map[string]sqldb.Config{"bench": {Driver: sqldb.DriverSQLite, DSN: "bench.db"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { set.Close() })
+	w, _, _ := set.Pools("bench")
+	if _, err := w.Exec("CREATE TABLE world (id INTEGER PRIMARY KEY, randomnumber INTEGER NOT NULL)"); err != nil {
+		b.Fatal(err)
+	}
+	for i := 1; i <= 1000; i++ {
+		if _, err := w.Exec("INSERT INTO world VALUES (?, ?)", i, i*7%10000+1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	kv, err := memcache.New(memcache.Config{MaxBytes: 64 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt, err := host.NewRuntime(host.RuntimeOptions{Engine: eng, CacheDir: enginetest.PluginCacheDir(b),
+		Services: &host.Services{SQL: set, Cache: kv}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rt.Close(context.Background()) })
+	return rt
 }
 
 // abBatch is the number of requests per build between switches.

@@ -178,39 +178,46 @@ static PyObject *decode_request_c(const uint8_t *p, size_t n) {
         PyBytes_FromStringAndSize((const char *)body, (Py_ssize_t)bl));
 }
 
-/* The encoded response of the last call: reused, grown as needed. */
-static uint8_t *out_buf;
-static size_t out_len, out_cap;
+/* A growable byte buffer, reused across calls. */
+typedef struct {
+    uint8_t *p;
+    size_t len, cap;
+} buf_t;
 
-static int out_reserve(size_t more) {
-    if (out_cap - out_len >= more) return 0;
-    size_t cap = out_cap ? out_cap : 4096;
-    while (cap - out_len < more) {
+static int buf_reserve(buf_t *b, size_t more) {
+    if (b->cap - b->len >= more) return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap - b->len < more) {
         if (cap > SIZE_MAX / 2) { PyErr_NoMemory(); return -1; }
         cap *= 2;
     }
-    uint8_t *b = realloc(out_buf, cap);
-    if (b == NULL) { PyErr_NoMemory(); return -1; }
-    out_buf = b;
-    out_cap = cap;
+    uint8_t *p = realloc(b->p, cap);
+    if (p == NULL) { PyErr_NoMemory(); return -1; }
+    b->p = p;
+    b->cap = cap;
     return 0;
 }
 
-static int out_u32(uint32_t v) {
-    if (out_reserve(4) < 0) return -1;
-    uint8_t *b = out_buf + out_len;
-    b[0] = v; b[1] = v >> 8; b[2] = v >> 16; b[3] = v >> 24;
-    out_len += 4;
+static int buf_put(buf_t *b, const void *p, size_t n) {
+    if (buf_reserve(b, n) < 0) return -1;
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
     return 0;
 }
 
-static int out_raw(const void *p, size_t n) {
+static int buf_u32(buf_t *b, uint32_t v) {
+    uint8_t le[4] = {v, v >> 8, v >> 16, v >> 24};
+    return buf_put(b, le, 4);
+}
+
+/* buf_field appends a u32 length, then the bytes. */
+static int buf_field(buf_t *b, const void *p, size_t n) {
     if (n > UINT32_MAX) { PyErr_SetString(PyExc_OverflowError, "field over 4 GiB"); return -1; }
-    if (out_u32((uint32_t)n) < 0 || out_reserve(n) < 0) return -1;
-    memcpy(out_buf + out_len, p, n);
-    out_len += n;
-    return 0;
+    return buf_u32(b, (uint32_t)n) < 0 ? -1 : buf_put(b, p, n);
 }
+
+/* The encoded response of the last call. */
+static buf_t resp;
 
 /* A str is written as Latin-1 when it can be (the HTTP and WSGI
  * convention), else as UTF-8; bytes-like objects as they are. */
@@ -218,20 +225,20 @@ static int out_field(PyObject *o) {
     if (PyUnicode_Check(o)) {
         if (PyUnicode_READY(o) < 0) return -1;
         if (PyUnicode_KIND(o) == PyUnicode_1BYTE_KIND) {
-            return out_raw(PyUnicode_DATA(o), (size_t)PyUnicode_GET_LENGTH(o));
+            return buf_field(&resp, PyUnicode_DATA(o), (size_t)PyUnicode_GET_LENGTH(o));
         }
         Py_ssize_t n;
         const char *u = PyUnicode_AsUTF8AndSize(o, &n);
-        return u == NULL ? -1 : out_raw(u, (size_t)n);
+        return u == NULL ? -1 : buf_field(&resp, u, (size_t)n);
     }
     Py_buffer b;
     if (PyObject_GetBuffer(o, &b, PyBUF_SIMPLE) < 0) return -1;
-    int rc = out_raw(b.buf, (size_t)b.len);
+    int rc = buf_field(&resp, b.buf, (size_t)b.len);
     PyBuffer_Release(&b);
     return rc;
 }
 
-/* encode_response_c encodes (status, headers, body) into out_buf. */
+/* encode_response_c encodes (status, headers, body) into resp. */
 static int encode_response_c(PyObject *t) {
     if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3) {
         PyErr_SetString(PyExc_TypeError, "a response is (status, headers, body)");
@@ -245,9 +252,9 @@ static int encode_response_c(PyObject *t) {
     }
     PyObject *hs = PySequence_Fast(PyTuple_GET_ITEM(t, 1), "headers must be a sequence of (name, value)");
     if (hs == NULL) return -1;
-    out_len = 0;
+    resp.len = 0;
     Py_ssize_t nh = PySequence_Fast_GET_SIZE(hs);
-    int rc = out_u32((uint32_t)status) < 0 || out_u32((uint32_t)nh) < 0 ? -1 : 0;
+    int rc = buf_u32(&resp, (uint32_t)status) < 0 || buf_u32(&resp, (uint32_t)nh) < 0 ? -1 : 0;
     for (Py_ssize_t i = 0; rc == 0 && i < nh; i++) {
         PyObject *kv = PySequence_Fast_GET_ITEM(hs, i);
         if (!PyTuple_Check(kv) || PyTuple_GET_SIZE(kv) != 2) {
@@ -260,6 +267,193 @@ static int encode_response_c(PyObject *t) {
     Py_DECREF(hs);
     if (rc == 0) rc = out_field(PyTuple_GET_ITEM(t, 2));
     return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* host calls with the values encoded and decoded in C                  */
+/*
+ * The fast path of wasmcorn._host.call: the argument values and an OK
+ * reply's values are (de)coded here instead of by wasmcorn._abi, which
+ * stays the reference. Only the common exact types are encoded here; for
+ * anything else (subclasses, ints over i64, strs with lone surrogates,
+ * memoryviews...) call_values returns None and Python encodes, so errors
+ * and edge cases keep the reference behaviour. Likewise an error reply, or
+ * one that does not decode cleanly here, is returned as bytes for the
+ * Python codec to report.
+ */
+
+/* Kinds and codes of abi/ABI.md (wasmcorn._abi: KIND_*, OK). */
+enum { K_NULL = 0, K_INT = 1, K_FLOAT = 2, K_STRING = 3, K_BYTES = 4, K_BOOL = 5 };
+enum { REPLY_OK = 0 };
+
+static buf_t args;
+
+/* put_value appends one value: 0 done, 1 not a fast type, -1 error. */
+static int put_value(buf_t *b, PyObject *v) {
+    uint8_t k;
+    if (v == Py_None) {
+        k = K_NULL;
+        return buf_put(b, &k, 1);
+    }
+    if (v == Py_True || v == Py_False) {
+        uint8_t kv[2] = {K_BOOL, v == Py_True};
+        return buf_put(b, kv, 2);
+    }
+    if (PyLong_CheckExact(v)) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow) return 1;
+        if (x == -1 && PyErr_Occurred()) return -1;
+        uint8_t kv[9] = {K_INT};
+        uint64_t u = (uint64_t)x;
+        for (int i = 0; i < 8; i++) kv[1 + i] = (uint8_t)(u >> (8 * i));
+        return buf_put(b, kv, 9);
+    }
+    if (PyFloat_CheckExact(v)) {
+        uint8_t kv[9] = {K_FLOAT};
+        double d = PyFloat_AS_DOUBLE(v);
+        memcpy(kv + 1, &d, 8); /* wasm is little-endian */
+        return buf_put(b, kv, 9);
+    }
+    const char *p;
+    Py_ssize_t n;
+    if (PyUnicode_CheckExact(v)) {
+        p = PyUnicode_AsUTF8AndSize(v, &n);
+        if (p == NULL) { /* lone surrogates: Python's surrogateescape */
+            PyErr_Clear();
+            return 1;
+        }
+        k = K_STRING;
+    } else if (PyBytes_CheckExact(v)) {
+        p = PyBytes_AS_STRING(v);
+        n = PyBytes_GET_SIZE(v);
+        k = K_BYTES;
+    } else {
+        return 1;
+    }
+    return buf_put(b, &k, 1) < 0 ? -1 : buf_field(b, p, (size_t)n);
+}
+
+/* get_values decodes a value sequence into a new list; NULL without an
+ * exception set means malformed. */
+static PyObject *get_values(const uint8_t *p, size_t n) {
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    size_t off = 0;
+    while (off < n) {
+        uint8_t k = p[off++];
+        PyObject *v = NULL;
+        size_t ln;
+        switch (k) {
+        case K_NULL:
+            v = Py_NewRef(Py_None);
+            break;
+        case K_INT:
+        case K_FLOAT: {
+            if (n - off < 8) goto bad;
+            uint64_t u = 0;
+            for (int i = 0; i < 8; i++) u |= (uint64_t)p[off + i] << (8 * i);
+            off += 8;
+            if (k == K_INT) {
+                v = PyLong_FromLongLong((long long)u);
+            } else {
+                double d;
+                memcpy(&d, &u, 8);
+                v = PyFloat_FromDouble(d);
+            }
+            break;
+        }
+        case K_STRING:
+        case K_BYTES: {
+            rd_t r = {p, n, off, 0};
+            const uint8_t *s = rd_bytes(&r, &ln);
+            if (r.err) goto bad;
+            off = r.off;
+            v = k == K_STRING ? PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)ln, "surrogateescape")
+                              : PyBytes_FromStringAndSize((const char *)s, (Py_ssize_t)ln);
+            break;
+        }
+        case K_BOOL:
+            if (n - off < 1 || p[off] > 1) goto bad;
+            v = Py_NewRef(p[off++] ? Py_True : Py_False);
+            break;
+        default:
+            goto bad;
+        }
+        if (v == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        int rc = PyList_Append(out, v);
+        Py_DECREF(v);
+        if (rc < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+bad:
+    Py_DECREF(out);
+    return NULL;
+}
+
+PyDoc_STRVAR(wc_call_values_doc,
+"call_values(op, values) -> list | bytes | None\n\n"
+"Run host operation op with a tuple of argument values. Returns the\n"
+"reply's values as a list when the reply is OK; the raw reply (bytes) when\n"
+"it is an error or does not decode here; None, without calling the host,\n"
+"when a value is not one of the types encoded here (the caller then\n"
+"encodes with wasmcorn._abi and uses call).");
+
+static PyObject *wc_call_values(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyTuple_Check(argv[1])) {
+        PyErr_SetString(PyExc_TypeError, "call_values(op, values) takes an op and a tuple");
+        return NULL;
+    }
+    long op = PyLong_AsLong(argv[0]);
+    if (op == -1 && PyErr_Occurred()) return NULL;
+    if (op < 0 || op > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "op %ld out of range", op);
+        return NULL;
+    }
+    PyObject *vals = argv[1];
+    args.len = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(vals); i++) {
+        int rc = put_value(&args, PyTuple_GET_ITEM(vals, i));
+        if (rc < 0) return NULL;
+        if (rc > 0) Py_RETURN_NONE;
+    }
+    if (args.len > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "host call arguments over 2 GiB");
+        return NULL;
+    }
+    int32_t n = wasmcorn_host_call((int32_t)op, args.p, (int32_t)args.len, call_buf, CALL_BUF_SIZE);
+    if (n < 0) {
+        PyErr_Format(PyExc_RuntimeError, "host call %ld failed with %d", op, (int)n);
+        return NULL;
+    }
+    PyObject *raw = NULL;
+    const uint8_t *reply = call_buf;
+    if (n > CALL_BUF_SIZE) { /* fetch the whole reply, as call does */
+        raw = PyBytes_FromStringAndSize(NULL, n);
+        if (raw == NULL) return NULL;
+        int32_t got = wasmcorn_host_result(PyBytes_AS_STRING(raw), n);
+        if (got != n) {
+            Py_DECREF(raw);
+            PyErr_Format(PyExc_RuntimeError, "host call %ld: result returned %d, want %d", op, (int)got, (int)n);
+            return NULL;
+        }
+        reply = (const uint8_t *)PyBytes_AS_STRING(raw);
+    }
+    if (n > 0 && reply[0] == REPLY_OK) {
+        PyObject *out = get_values(reply + 1, (size_t)n - 1);
+        if (out != NULL || PyErr_Occurred()) {
+            Py_XDECREF(raw);
+            return out;
+        }
+    }
+    if (raw == NULL) raw = PyBytes_FromStringAndSize((const char *)reply, n);
+    return raw;
 }
 
 PyDoc_STRVAR(wc_decode_request_doc,
@@ -282,7 +476,7 @@ PyDoc_STRVAR(wc_encode_response_doc,
 
 static PyObject *wc_encode_response(PyObject *self, PyObject *args) {
     if (encode_response_c(args) < 0) return NULL;
-    return PyBytes_FromStringAndSize((const char *)out_buf, (Py_ssize_t)out_len);
+    return PyBytes_FromStringAndSize((const char *)resp.p, (Py_ssize_t)resp.len);
 }
 
 PyDoc_STRVAR(wc_environ_doc,
@@ -313,6 +507,7 @@ static PyObject *wc_environ(PyObject *self, PyObject *unused) {
 
 static PyMethodDef wc_methods[] = {
     {"call", (PyCFunction)(void (*)(void))wc_call, METH_FASTCALL, wc_call_doc},
+    {"call_values", (PyCFunction)(void (*)(void))wc_call_values, METH_FASTCALL, wc_call_values_doc},
     {"decode_request", wc_decode_request, METH_O, wc_decode_request_doc},
     {"encode_response", wc_encode_response, METH_VARARGS, wc_encode_response_doc},
     {"environ", wc_environ, METH_NOARGS, wc_environ_doc},
@@ -548,7 +743,7 @@ int64_t wasmcorn_handle(const uint8_t *ptr, int32_t len) {
     if (out != NULL && PyTuple_Check(out)) {
         int rc = encode_response_c(out);
         Py_DECREF(out);
-        if (rc == 0) return pack(out_buf, out_len);
+        if (rc == 0) return pack(resp.p, resp.len);
         out = NULL;
     }
     if (out == NULL || !PyBytes_Check(out)) {

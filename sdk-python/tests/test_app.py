@@ -257,3 +257,19 @@ def test_header_and_path_encodings(host):
     # Decoded as Latin-1 on the way back, as the server would.
     assert r.headers.get("X-Latin") == "caf\u00e9" and r.headers.get("X-Echo") == "caf\u00e9"
     assert r.headers.get("X-Wide") == "\u8def".encode().decode("latin-1")
+
+
+def test_parse_query_matches_parse_qsl():
+    # The fast path must parse exactly as parse_qsl(keep_blank_values=True).
+    import random
+    from urllib.parse import parse_qsl
+
+    from wasmcorn._http import parse_query
+
+    cases = ["", "a", "a=", "=b", "a=1&b=2", "a=1&&b=2&", "&", "a=1=2", "x=%20y", "x=a+b", "a;b=c",
+             "é=ü", "k=v&k=w", "a&b&c=", "%zz=1", "+=+"]
+    rng = random.Random(7)
+    alphabet = "ab=&%+;é2 "
+    cases += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(12))) for _ in range(3000)]
+    for qs in cases:
+        assert parse_query(qs) == parse_qsl(qs, keep_blank_values=True), qs

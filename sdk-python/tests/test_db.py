@@ -156,3 +156,15 @@ def test_two_databases(host):
     assert other.execute("SELECT x FROM t").fetchall() == [(1,)]
     with pytest.raises(db.ProgrammingError):
         db.connect().execute("SELECT x FROM t")
+
+
+def test_statement_kinds_are_cached_and_bounded():
+    db._kinds.clear()
+    assert db._kind("  /* x */ insert INTO t VALUES (1)") == (True, False)
+    assert db._kind("SELECT 1") == (False, True)
+    assert db._kind("delete from t returning id") == (True, True)
+    assert db._kind("CREATE TABLE t (x)") == (False, False)
+    assert db._kinds["SELECT 1"] == (False, True)
+    for i in range(db._KINDS_MAX + 10):
+        db._kind("SELECT %d" % i)
+    assert len(db._kinds) <= db._KINDS_MAX

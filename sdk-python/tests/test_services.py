@@ -129,3 +129,18 @@ def test_host_errors(host):
         wasmcorn._host.call(0x7F)
     err = wasmcorn._host.error_for(1, 200, "future")
     assert type(err) is wasmcorn.HostError and err.code == 200
+
+
+def test_call_or(host):
+    # A miss answers the default without an exception; other errors still raise.
+    assert wasmcorn._host.call_or(_abi.OP_CACHE_GET, "missing", "nope") == "missing"
+    cache.set("there", b"v")
+    assert wasmcorn._host.call_or(_abi.OP_CACHE_GET, "missing", "there") == [b"v"]
+    with pytest.raises(wasmcorn.UnknownOp):
+        wasmcorn._host.call_or(0x7F, "missing")
+    prev = wasmcorn._host.set_transport(None)
+    try:
+        with pytest.raises(RuntimeError, match="no host"):
+            wasmcorn._host.call_or(_abi.OP_CACHE_GET, None, "k")
+    finally:
+        wasmcorn._host.set_transport(prev)

@@ -11,11 +11,15 @@ try:  # inside the wasm guest
     import _wasmcorn
 
     _transport = _wasmcorn.call
+    # The shim's C codec for argument and reply values (None in a runtime
+    # built before it existed).
+    _call_values = getattr(_wasmcorn, "call_values", None)
     DeadlineExceeded = _wasmcorn.DeadlineExceeded
     IN_GUEST = True
 except ImportError:  # native Python
     _wasmcorn = None
     _transport = None
+    _call_values = None
     IN_GUEST = False
 
     class DeadlineExceeded(BaseException):
@@ -103,9 +107,28 @@ def set_transport(fn):
 
 def call_raw(op, args):
     """Send encoded args, return the reply's values; raise HostError."""
+    return _reply_values(op, _roundtrip(op, args))
+
+
+def _roundtrip(op, payload):
     if _transport is None:
         raise RuntimeError("wasmcorn: no host (not running inside wasmcorn, and no transport set)")
-    reply = _transport(op, args)
+    return _transport(op, payload)
+
+
+def _send(op, args):
+    # The reply to op: in the guest the shim encodes the common cases and
+    # decodes an OK reply in C (call_values in sdk-python/shim/shim.c; the
+    # same encoding), returning the values as a list; otherwise, and for
+    # error replies, the reply's bytes.
+    if _call_values is not None:
+        r = _call_values(op, args)
+        if r is not None:
+            return r
+    return _roundtrip(op, _abi.encode_values(args))
+
+
+def _reply_values(op, reply):
     if reply[:1] == b"\x00":
         return _abi.decode_values(reply, 1)
     code, msg = _abi.split_reply(op, reply)
@@ -115,4 +138,19 @@ def call_raw(op, args):
 def call(op, *args):
     """Run host operation op with args (None, bool, int, float, str, bytes)
     and return the reply values as a list; raise HostError on failure."""
-    return call_raw(op, _abi.encode_values(args))
+    r = _send(op, args)
+    return r if r.__class__ is list else _reply_values(op, r)
+
+
+def call_or(op, missing, *args):
+    """Like call, but a NOT_FOUND reply returns missing instead of raising
+    (a cache miss is common, and an exception costs)."""
+    r = _send(op, args)
+    if r.__class__ is list:
+        return r
+    if r[:1] == _NOT_FOUND_B:
+        return missing
+    return _reply_values(op, r)
+
+
+_NOT_FOUND_B = bytes([_abi.ERR_NOT_FOUND])

@@ -39,10 +39,8 @@ def _value(v):
 
 def get(key, default=None):
     """Return the bytes stored at key, or default on a miss."""
-    try:
-        return _host.call(_abi.OP_CACHE_GET, key)[0]
-    except _host.NotFound:
-        return default
+    v = _host.call_or(_abi.OP_CACHE_GET, None, key)
+    return default if v is None else v[0]
 
 
 def get_str(key, default=None):

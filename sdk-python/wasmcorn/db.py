@@ -211,6 +211,23 @@ def _is_query(word, sql):
     return word in _QUERY_WORDS or (word in _DML_WORDS and _RETURNING.search(sql) is not None)
 
 
+# (is DML, is a query) per statement text: handlers run the same few
+# statements over and over. Bounded: cleared when full.
+_kinds = {}
+_KINDS_MAX = 512
+
+
+def _kind(sql):
+    k = _kinds.get(sql)
+    if k is None:
+        word = _first_word(sql)
+        k = (word in _DML_WORDS, _is_query(word, sql))
+        if len(_kinds) >= _KINDS_MAX:
+            _kinds.clear()
+        _kinds[sql] = k
+    return k
+
+
 def _rows(values):
     if not values:
         raise InterfaceError("the host's query reply has no column count")
@@ -390,10 +407,10 @@ class Cursor:
         args = _params(params)
         self._reset()
         conn = self.connection
-        word = _first_word(sql)
-        if word in _DML_WORDS and not conn.autocommit and conn._tx is None:
+        dml, query = _kind(sql)
+        if dml and not conn.autocommit and conn._tx is None:
             conn.begin()
-        if _is_query(word, sql):
+        if query:
             names, rows = _rows(_call(_abi.OP_DB_QUERY, conn._target(), sql, *args))
             self.description = _description(names, rows)
             self._rows = rows
@@ -410,10 +427,10 @@ class Cursor:
         self._check()
         self._reset()
         conn = self.connection
-        word = _first_word(sql)
-        if _is_query(word, sql):
+        dml, query = _kind(sql)
+        if query:
             raise ProgrammingError("executemany() is for statements, not queries")
-        if word in _DML_WORDS and not conn.autocommit and conn._tx is None:
+        if dml and not conn.autocommit and conn._tx is None:
             conn.begin()
         stmt = _call(_abi.OP_DB_PREPARE, conn._target(), sql)[0]
         total = 0

@@ -210,6 +210,66 @@ func TestHostCalls(t *testing.T) {
 	}
 }
 
+// TestHostCallValues runs host-call values through the shim's C codec
+// (call_values) and through wasmcorn._abi, the reference: every value
+// type, the types C leaves to Python (an IntEnum, a str subclass, a lone
+// surrogate, bytearray, memoryview, ints past i64), replies over the
+// shim's 16 KiB reply buffer, and malformed or error replies, which must
+// raise exactly what the Python codec raises.
+func TestHostCallValues(t *testing.T) {
+	const echo, bad = 0x70, 0x71
+	f := newFixture(t, "off", false)
+	f.host.Handle(echo, func(args []abi.Value) []byte {
+		r := abi.AppendReplyOK(nil)
+		for _, v := range args {
+			r = abi.AppendValue(r, v)
+		}
+		return r
+	})
+	badReplies := []struct {
+		reply []byte
+		want  string
+	}{
+		{[]byte{0, 9}, "ABIError: abi: unknown value kind 9 at offset 1"},
+		{[]byte{0, 3, 5, 0, 0, 0, 'a'}, "ShortError: abi: message truncated: string of 5 bytes at offset 1, 1 remain"},
+		{[]byte{0, 5, 2}, "ABIError: abi: bool byte 2 at offset 1 is not 0 or 1"},
+		{[]byte{0, 1, 1, 2, 3}, "ShortError: abi: message truncated: int value at offset 1"},
+		{[]byte{}, "ShortError: decode op(0x71) reply: abi: message truncated: empty"},
+		{abi.AppendReplyError(nil, abi.ErrConflict, "held"), "Conflict: "},
+	}
+	f.host.Handle(bad, func(args []abi.Value) []byte { return badReplies[args[0].I].reply })
+	in := f.instance(t)
+	r, body := do(t, in, Get(fmt.Sprintf("/values?echo=%d&bad=%d&bad_cases=%d", echo, bad, len(badReplies))))
+	if r.Status != 200 {
+		t.Fatalf("status %d: %s", r.Status, r.Body)
+	}
+	if body["c"] != true {
+		t.Error("the runtime has no _wasmcorn.call_values")
+	}
+	cases, _ := body["cases"].([]any)
+	if len(cases) != 9 {
+		t.Fatalf("%d cases, want 9: %s", len(cases), r.Body)
+	}
+	for i, c := range cases {
+		c := c.(map[string]any)
+		if c["fast"] != c["ref"] || c["types"] != true {
+			t.Errorf("case %d: C codec %v, Python codec %v (same types: %v)", i, c["fast"], c["ref"], c["types"])
+		}
+	}
+	errs, _ := body["errors"].([]any)
+	if len(errs) != len(badReplies)+1 {
+		t.Fatalf("errors %v", errs)
+	}
+	for i, br := range badReplies {
+		if got, _ := errs[i].(string); !strings.HasPrefix(got, br.want) {
+			t.Errorf("reply %x raised %q, want %q...", br.reply, got, br.want)
+		}
+	}
+	if got, _ := errs[len(badReplies)].(string); !strings.HasPrefix(got, "OverflowError: int 9223372036854775808 does not fit") {
+		t.Errorf("2**63 raised %q", got)
+	}
+}
+
 func TestResponseHeaderEncoding(t *testing.T) {
 	f := newFixture(t, "off", false)
 	in := f.instance(t)

@@ -88,6 +88,45 @@ def header(request):
     return wasmcorn.Response(b"x", headers={"X-Latin": "caf\u00e9", "X-Wide": "\u8def"})
 
 
+@app.get("/values")
+def values(request):
+    # Host call values through the shim's C codec against wasmcorn._abi,
+    # the reference: the test's host echoes its arguments (op "echo"),
+    # answers malformed replies (op "bad", by case number) or an error.
+    import enum
+
+    from wasmcorn import _abi, _host
+
+    class Color(enum.IntEnum):
+        RED = 7
+
+    class Name(str):
+        pass
+
+    echo, bad = int(request.query["echo"]), int(request.query["bad"])
+    cases = [(), (None,), (True, False), (0, 1, -1, 2**63 - 1, -2**63), (1.5, -0.0, float("inf"), float("nan")),
+             ("", "abc", "\u00e9\u20ac\U0001d11e", "a\udcffb"), (b"", b"\x00\xff", bytearray(b"ab"), memoryview(b"cd")),
+             (Color.RED, Name("n"), "x" * 40000), (b"y" * 100000, 3)]
+    out = []
+    for vals in cases:
+        fast = _host.call(echo, *vals)
+        ref = _host.call_raw(echo, _abi.encode_values(vals))
+        out.append({"fast": repr(fast), "ref": repr(ref),
+                    "types": [type(v).__name__ for v in fast] == [type(v).__name__ for v in ref]})
+    errors = []
+    for i in range(int(request.query["bad_cases"])):
+        try:
+            errors.append("no error: %r" % _host.call(bad, i))
+        except Exception as e:  # noqa: BLE001 - the class and message are the result
+            errors.append("%s: %s" % (type(e).__name__, e))
+    try:
+        _host.call(echo, 2**63)
+        errors.append("no error")
+    except OverflowError as e:
+        errors.append("OverflowError: %s" % e)
+    return {"c": _host._call_values is not None, "cases": out, "errors": errors}
+
+
 @app.job("work")
 def work(job):
     data = job.json()
