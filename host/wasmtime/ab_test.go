@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/wasmcorn/wasmcorn/abi"
+	"github.com/wasmcorn/wasmcorn/bench/workload"
 	"github.com/wasmcorn/wasmcorn/host"
 	"github.com/wasmcorn/wasmcorn/host/backend/memcache"
 	"github.com/wasmcorn/wasmcorn/host/backend/sqldb"
@@ -28,10 +29,10 @@ import (
 //	  make bench-wasmtime WASMTIME_BENCH=BenchmarkAB WASMTIME_BENCHTIME=40x WASMTIME_BENCHCOUNT=1
 //
 // WC_AB_QUERY sets the request's query string. WC_AB_DATA=1 gives both
-// plugins the suite's data services on embedded backends: database
-// "bench" (a SQLite file with table world, ids 1..1000) and the in-memory
-// cache, namespace "bench" (for bench/plugins/pybench's /db, say, with
-// WC_AB_PATH=/db WC_AB_QUERY=id=7).
+// plugins the suite's data on embedded backends: database "bench" (SQLite,
+// table world) and an in-memory cache holding every row's entry, namespace
+// "bench" (for bench/plugins/pybench's /db, say, with WC_AB_PATH=/db
+// WC_AB_QUERY=id=7).
 //
 // Each b.Loop iteration is one batch of each build. Two copies of the same
 // file give medians within 0.98–1.02 on the project's 2-core machines,
@@ -118,9 +119,10 @@ func BenchmarkAB(b *testing.B) {
 }
 
 // abDataRuntime returns a runtime whose services are database "bench" (a
-// SQLite file, table world with ids 1..1000, as bench/workload seeds it)
-// and an in-memory cache.
+// SQLite file with bench/workload's table world) and an in-memory
+// cache holding the suite's entry for every row (so /db's reads hit).
 func abDataRuntime(b *testing.B, eng string) *host.Runtime {
+	ctx := context.Background()
 	set, err := sqldb.Open(b.TempDir(), map[string]sqldb.Config{"bench": {Driver: sqldb.DriverSQLite, DSN: "bench.db"}})
 	if err != nil {
 		b.Fatal(err)
@@ -130,8 +132,8 @@ func abDataRuntime(b *testing.B, eng string) *host.Runtime {
 	if _, err := w.Exec("CREATE TABLE world (id INTEGER PRIMARY KEY, randomnumber INTEGER NOT NULL)"); err != nil {
 		b.Fatal(err)
 	}
-	for i := 1; i <= 1000; i++ {
-		if _, err := w.Exec("INSERT INTO world VALUES (?, ?)", i, i*7%10000+1); err != nil {
+	for id := 1; id <= workload.Rows; id++ {
+		if _, err := w.Exec("INSERT INTO world VALUES (?, ?)", id, workload.RandomNumber(id)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -139,12 +141,18 @@ func abDataRuntime(b *testing.B, eng string) *host.Runtime {
 	if err != nil {
 		b.Fatal(err)
 	}
+	for id := 1; id <= workload.Rows; id++ {
+		// The host's key for namespace "bench" (host/ops_cache.go).
+		if err := kv.Set(ctx, "bench:"+workload.WorldKey(id), []byte(workload.WorldValue(id)), 0); err != nil {
+			b.Fatal(err)
+		}
+	}
 	rt, err := host.NewRuntime(host.RuntimeOptions{Engine: eng, CacheDir: enginetest.PluginCacheDir(b),
 		Services: &host.Services{SQL: set, Cache: kv}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { rt.Close(context.Background()) })
+	b.Cleanup(func() { rt.Close(ctx) })
 	return rt
 }
 

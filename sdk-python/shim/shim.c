@@ -66,17 +66,38 @@ PyDoc_STRVAR(wc_call_doc,
 "args (bytes-like) and return the encoded reply: a code byte, then the\n"
 "reply values or an error message.");
 
+/* op_number reads a host op number into *op; -1 with an exception set. */
+static int op_number(PyObject *o, int32_t *op) {
+    long v = PyLong_AsLong(o);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    if (v < 0 || v > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "op %ld out of range", v);
+        return -1;
+    }
+    *op = (int32_t)v;
+    return 0;
+}
+
+/* long_reply fetches a reply of n bytes that did not fit call_buf. */
+static PyObject *long_reply(int32_t op, int32_t n) {
+    PyObject *b = PyBytes_FromStringAndSize(NULL, n);
+    if (b == NULL) return NULL;
+    int32_t got = wasmcorn_host_result(PyBytes_AS_STRING(b), n);
+    if (got != n) {
+        Py_DECREF(b);
+        PyErr_Format(PyExc_RuntimeError, "host call %d: result returned %d, want %d", (int)op, (int)got, (int)n);
+        return NULL;
+    }
+    return b;
+}
+
 static PyObject *wc_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "call(op, args) takes exactly 2 arguments");
         return NULL;
     }
-    long op = PyLong_AsLong(args[0]);
-    if (op == -1 && PyErr_Occurred()) return NULL;
-    if (op < 0 || op > INT32_MAX) {
-        PyErr_Format(PyExc_ValueError, "op %ld out of range", op);
-        return NULL;
-    }
+    int32_t op;
+    if (op_number(args[0], &op) < 0) return NULL;
     Py_buffer in;
     if (PyObject_GetBuffer(args[1], &in, PyBUF_SIMPLE) < 0) return NULL;
     if (in.len > INT32_MAX) {
@@ -84,25 +105,17 @@ static PyObject *wc_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_ValueError, "host call arguments over 2 GiB");
         return NULL;
     }
-    int32_t n = wasmcorn_host_call((int32_t)op, in.buf, (int32_t)in.len, call_buf, CALL_BUF_SIZE);
+    int32_t n = wasmcorn_host_call(op, in.buf, (int32_t)in.len, call_buf, CALL_BUF_SIZE);
     PyBuffer_Release(&in);
     if (n < 0) {
-        PyErr_Format(PyExc_RuntimeError, "host call %ld failed with %d", op, (int)n);
+        PyErr_Format(PyExc_RuntimeError, "host call %d failed with %d", (int)op, (int)n);
         return NULL;
     }
     if (n <= CALL_BUF_SIZE) {
         return PyBytes_FromStringAndSize((const char *)call_buf, n);
     }
     /* The reply did not fit: fetch it straight into a bytes object. */
-    PyObject *b = PyBytes_FromStringAndSize(NULL, n);
-    if (b == NULL) return NULL;
-    int32_t got = wasmcorn_host_result(PyBytes_AS_STRING(b), n);
-    if (got != n) {
-        Py_DECREF(b);
-        PyErr_Format(PyExc_RuntimeError, "host call %ld: result returned %d, want %d", op, (int)got, (int)n);
-        return NULL;
-    }
-    return b;
+    return long_reply(op, n);
 }
 
 
@@ -410,12 +423,8 @@ static PyObject *wc_call_values(PyObject *self, PyObject *const *argv, Py_ssize_
         PyErr_SetString(PyExc_TypeError, "call_values(op, values) takes an op and a tuple");
         return NULL;
     }
-    long op = PyLong_AsLong(argv[0]);
-    if (op == -1 && PyErr_Occurred()) return NULL;
-    if (op < 0 || op > INT32_MAX) {
-        PyErr_Format(PyExc_ValueError, "op %ld out of range", op);
-        return NULL;
-    }
+    int32_t op;
+    if (op_number(argv[0], &op) < 0) return NULL;
     PyObject *vals = argv[1];
     args.len = 0;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(vals); i++) {
@@ -427,22 +436,15 @@ static PyObject *wc_call_values(PyObject *self, PyObject *const *argv, Py_ssize_
         PyErr_SetString(PyExc_ValueError, "host call arguments over 2 GiB");
         return NULL;
     }
-    int32_t n = wasmcorn_host_call((int32_t)op, args.p, (int32_t)args.len, call_buf, CALL_BUF_SIZE);
+    int32_t n = wasmcorn_host_call(op, args.p, (int32_t)args.len, call_buf, CALL_BUF_SIZE);
     if (n < 0) {
-        PyErr_Format(PyExc_RuntimeError, "host call %ld failed with %d", op, (int)n);
+        PyErr_Format(PyExc_RuntimeError, "host call %d failed with %d", (int)op, (int)n);
         return NULL;
     }
     PyObject *raw = NULL;
     const uint8_t *reply = call_buf;
-    if (n > CALL_BUF_SIZE) { /* fetch the whole reply, as call does */
-        raw = PyBytes_FromStringAndSize(NULL, n);
-        if (raw == NULL) return NULL;
-        int32_t got = wasmcorn_host_result(PyBytes_AS_STRING(raw), n);
-        if (got != n) {
-            Py_DECREF(raw);
-            PyErr_Format(PyExc_RuntimeError, "host call %ld: result returned %d, want %d", op, (int)got, (int)n);
-            return NULL;
-        }
+    if (n > CALL_BUF_SIZE) {
+        if ((raw = long_reply(op, n)) == NULL) return NULL;
         reply = (const uint8_t *)PyBytes_AS_STRING(raw);
     }
     if (n > 0 && reply[0] == REPLY_OK) {
