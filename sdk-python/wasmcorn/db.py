@@ -184,7 +184,16 @@ def _adapt(v):
                            "datetime or Decimal)" % type(v).__name__)
 
 
+_PLAIN = frozenset((type(None), bool, int, float, str, bytes))
+
+
 def _params(params):
+    if type(params) is tuple:  # the common case: nothing to adapt
+        for v in params:
+            if type(v) not in _PLAIN:
+                break
+        else:
+            return params
     if params is None:
         return ()
     if isinstance(params, (str, bytes, dict)) or not hasattr(params, "__iter__"):
@@ -342,7 +351,9 @@ class Connection:
 
     def execute(self, sql, params=()):
         """Shortcut: a new cursor, execute(sql, params), return the cursor."""
-        return self.cursor().execute(sql, params)
+        if self._closed:
+            self._check()
+        return Cursor(self).execute(sql, params)
 
     def executemany(self, sql, seq_of_params):
         """Shortcut: a new cursor, executemany(sql, seq_of_params)."""
@@ -401,12 +412,18 @@ class Cursor:
 
     def execute(self, sql, params=()):
         """Run one statement with qmark parameters; returns the cursor."""
-        self._check()
+        conn = self.connection
+        if self._closed or conn._closed:
+            self._check()
         if not isinstance(sql, str):
             raise ProgrammingError("sql must be a str, not %s" % type(sql).__name__)
         args = _params(params)
-        self._reset()
-        conn = self.connection
+        # _reset, inline: execute is the hot path.
+        self.description = None
+        self.rowcount = -1
+        self.lastrowid = None
+        self._rows = []
+        self._pos = 0
         dml, query = _kind(sql)
         if dml and not conn.autocommit and conn._tx is None:
             conn.begin()
@@ -446,7 +463,8 @@ class Cursor:
 
     def fetchone(self):
         """Return the next row (a tuple), or None."""
-        self._check()
+        if self._closed or self.connection._closed:
+            self._check()
         if self._pos >= len(self._rows):
             return None
         r = self._rows[self._pos]
