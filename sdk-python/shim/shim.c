@@ -300,6 +300,7 @@ enum { K_NULL = 0, K_INT = 1, K_FLOAT = 2, K_STRING = 3, K_BYTES = 4, K_BOOL = 5
 enum { REPLY_OK = 0 };
 
 static buf_t args;
+#define ARGS_KEEP (64 * 1024) /* the argument buffer kept between calls, at most */
 
 /* put_value appends one value: 0 done, 1 not a fast type, -1 error. */
 static int put_value(buf_t *b, PyObject *v) {
@@ -437,6 +438,10 @@ static PyObject *wc_call_values(PyObject *self, PyObject *const *argv, Py_ssize_
         return NULL;
     }
     int32_t n = wasmcorn_host_call(op, args.p, (int32_t)args.len, call_buf, CALL_BUF_SIZE);
+    if (args.cap > ARGS_KEEP) { /* a big value once: do not hold its buffer for the instance's life */
+        free(args.p);
+        args = (buf_t){0};
+    }
     if (n < 0) {
         PyErr_Format(PyExc_RuntimeError, "host call %d failed with %d", (int)op, (int)n);
         return NULL;

@@ -213,7 +213,8 @@ func TestHostCalls(t *testing.T) {
 // TestHostCallValues runs host-call values through the shim's C codec
 // (call_values) and through wasmcorn._abi, the reference: every value
 // type, the types C leaves to Python (an IntEnum, a str subclass, a lone
-// surrogate, bytearray, memoryview, ints past i64), replies over the
+// surrogate, bytearray, memoryview, ints past i64), arguments over the
+// 64 KiB buffer the shim keeps between calls, replies over the
 // shim's 16 KiB reply buffer, and malformed or error replies, which must
 // raise exactly what the Python codec raises.
 func TestHostCallValues(t *testing.T) {
