@@ -20,12 +20,12 @@ package host_test
 //
 // WC_BENCHAPP_PATHS=db,cached,... runs other paths of the plugin instead of
 // "db" (each as GET /PATH?id=N, answered with row N; "json" with any 200);
-// WC_TRUSTED=1 turns deadline enforcement
-// off; WC_PAR sets the goroutines per CPU (default 8); WC_MAX the pool size
-// (default host.DefaultPoolConfig's); WC_GUEST_ENV=K=V,... sets the
-// guest's environment (e.g. GOGC=400); WC_CACHE=memory uses the in-memory
-// cache instead of Redis (the suite's cached and cached-fast scenarios).
-// The Python variant, bench/plugins/pybench (built with
+// WC_TRUSTED=1 turns deadline enforcement off; WC_PAR sets the goroutines
+// per CPU (default 8); WC_MAX the pool size (default
+// host.DefaultPoolConfig's); WC_GUEST_ENV=K=V,... sets the guest's
+// environment (e.g. GOGC=400); WC_CACHE=memory uses the in-memory cache
+// instead of Redis (the suite's cached and cached-fast scenarios). The
+// Python variant, bench/plugins/pybench (built with
 // sdk-python/tools/wasmcorn_py.py), serves /db and /json the same way.
 
 import (
