@@ -84,7 +84,7 @@ func (nopCaller) HostCall(_ context.Context, _ uint32, _ []byte, reply []byte) [
 
 // compileHello compiles the hello plugin on a new engine of the default
 // kind, with the shared warm compilation cache; both are closed when b ends.
-func compileHello(b *testing.B) engine.Module {
+func compileHello(b testing.TB) engine.Module {
 	ctx := context.Background()
 	e, err := engine.New(host.DefaultEngine, engine.Config{CacheDir: enginetest.PluginCacheDir(b) + "/" + host.DefaultEngine})
 	if err != nil {
@@ -105,19 +105,21 @@ func compileHello(b *testing.B) engine.Module {
 // memory is emptied after each Close, as for the first instances of a
 // load); "reused" lets the engine reset and reuse the closed instance's
 // memory, as when a pool replaces a recycled instance or a reload follows
-// a drained version.
+// a drained version. Both populate the pages the module's start touches up
+// front; the "-faulting" variants do not, every page faulting in as the
+// guest touches it.
 func BenchmarkInstantiate(b *testing.B) {
 	if testing.Short() {
 		b.Skip("builds Wasm plugins")
 	}
 	ctx := context.Background()
 	m := compileHello(b)
-	for _, reuse := range []bool{false, true} {
-		name := "fresh"
-		if reuse {
-			name = "reused"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, c := range []struct {
+		name            string
+		reuse, prefault bool
+	}{{"fresh", false, true}, {"fresh-faulting", false, false}, {"reused", true, true}, {"reused-faulting", true, false}} {
+		b.Run(c.name, func(b *testing.B) {
+			defer wazero.SetPrefault(wazero.SetPrefault(c.prefault))
 			wazero.ReleasePooledMemory()
 			enginetest.Loop(b, func() {
 				in, err := m.Instantiate(ctx, nopCaller{})
@@ -125,7 +127,7 @@ func BenchmarkInstantiate(b *testing.B) {
 					b.Fatal(err)
 				}
 				in.Close(ctx)
-				if !reuse {
+				if !c.reuse {
 					wazero.ReleasePooledMemory()
 				}
 			})

@@ -193,8 +193,8 @@ func (e *Engine) Compile(ctx context.Context, name string, wasm []byte, cfg engi
 	_, hasJob := cm.ExportedFunctions()[abi.ExportJob]
 	return &module{
 		name: name, rt: rt, cm: cm, mc: mc, cfg: cfg, mode: mode, hasJob: hasJob, hasInit: hasInit,
-		allocCtx: experimental.WithMemoryAllocator(context.Background(), newAllocator(limit, image)),
-		hash:     sum, image: image,
+		alloc: newAllocator(limit, image),
+		hash:  sum, image: image,
 	}, nil
 }
 
@@ -418,17 +418,17 @@ func fmtSig(params, results []api.ValueType) string {
 }
 
 type module struct {
-	name     string
-	rt       wazero.Runtime
-	cm       wazero.CompiledModule
-	mc       wazero.ModuleConfig
-	cfg      engine.ModuleConfig
-	mode     string // off, instrumented or guarded
-	hasJob   bool
-	hasInit  bool
-	allocCtx context.Context
-	hash     [32]byte
-	image    *memImage // initial memory contents, nil when wazero applies the data
+	name    string
+	rt      wazero.Runtime
+	cm      wazero.CompiledModule
+	mc      wazero.ModuleConfig
+	cfg     engine.ModuleConfig
+	mode    string // off, instrumented or guarded
+	hasJob  bool
+	hasInit bool
+	alloc   allocator
+	hash    [32]byte
+	image   *memImage // initial memory contents, nil when wazero applies the data
 }
 
 // Mode reports how deadlines are enforced for this module: "instrumented",
@@ -459,7 +459,8 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 	}
 	// The memory allocator travels in the context wazero instantiates with;
 	// host calls made by _initialize find the instance through ectx.
-	ictx := &instantiateCtx{Context: m.allocCtx, ectx: &in.ectx}
+	ia := m.alloc.forInstance()
+	ictx := &instantiateCtx{Context: experimental.WithMemoryAllocator(context.Background(), ia), ectx: &in.ectx}
 	mod, err := instantiateGuarded(ictx, m.rt, m.cm, mc)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %q: %w: %v", m.name, engine.ErrInit, err)
@@ -509,6 +510,7 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 			return nil, fmt.Errorf("plugin %q: %w: %s: %v", m.name, engine.ErrInit, abi.ExportInterruptStores, err)
 		}
 	}
+	ia.started()
 	return in, nil
 }
 

@@ -4,6 +4,7 @@ package wazero
 
 import (
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -23,9 +24,22 @@ import (
 type mmapAllocator struct {
 	limit uint64 // bytes; growth past it fails memory.grow
 	image *memImage
+	// profile is what the module's first fresh instance touched while it
+	// started (prefault_linux.go); learning is set once one learns it.
+	profile  atomic.Pointer[startProfile]
+	learning atomic.Bool
 }
 
-func (a mmapAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
+func (a *mmapAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
+	if m, _ := a.allocate(cap, max); m != nil {
+		return m
+	}
+	return nil
+}
+
+// allocate returns a memory of cap bytes and whether its region is fresh
+// (a new mapping, not one of the pool's), or nil.
+func (a *mmapAllocator) allocate(cap, max uint64) (*mmapMemory, bool) {
 	if a.limit > 0 && max > a.limit {
 		max = a.limit
 	}
@@ -33,27 +47,33 @@ func (a mmapAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
 		max = 1 << 16
 	}
 	if a.image != nil && uint64(a.image.size) > max {
-		return nil // cannot happen: the image fits the initial memory
+		return nil, false // cannot happen: the image fits the initial memory
 	}
 	if r := regions.get(int(max), a.image); r != nil {
 		m := &mmapMemory{r: r}
 		if m.Reallocate(cap) != nil {
+			if p := a.profile.Load(); p != nil {
+				r.prefault(p) // the image pages the reset dropped, at least
+			}
 			memReused.Inc()
-			return m
+			return m, false
 		}
 		r.unmap()
 	}
 	r, err := newRegion(int(max), a.image)
 	if err != nil {
-		return nil
+		return nil, false
 	}
 	m := &mmapMemory{r: r}
 	if m.Reallocate(cap) == nil {
 		r.unmap()
-		return nil
+		return nil, false
+	}
+	if p := a.profile.Load(); p != nil {
+		r.prefault(p)
 	}
 	memFresh.Inc()
-	return m
+	return m, true
 }
 
 // region is one reservation of linear memory.
@@ -146,9 +166,15 @@ func (m *mmapMemory) Free() {
 	}
 }
 
-func newAllocator(limitBytes uint64, image *memImage) experimental.MemoryAllocator {
-	return mmapAllocator{limit: limitBytes, image: image}
+// allocator is a module's memory allocator on this platform.
+type allocator = *mmapAllocator
+
+func newAllocator(limitBytes uint64, image *memImage) *mmapAllocator {
+	return &mmapAllocator{limit: limitBytes, image: image}
 }
+
+// forInstance returns the allocator of one instantiation.
+func (a *mmapAllocator) forInstance() *allocation { return &allocation{a: a} }
 
 // memImage is a module's initial memory contents in an unlinked file (in
 // /dev/shm when it exists), zero-padded to whole pages, which instances map

@@ -12,7 +12,7 @@ type limitAllocator struct {
 	image *memImage
 }
 
-func (a limitAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
+func (a *limitAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
 	if a.limit > 0 && max > a.limit {
 		max = a.limit
 	}
@@ -44,9 +44,22 @@ func (m *sliceMemory) Reallocate(size uint64) []byte {
 
 func (m *sliceMemory) Free() { m.buf = nil }
 
-func newAllocator(limitBytes uint64, image *memImage) experimental.MemoryAllocator {
-	return limitAllocator{limit: limitBytes, image: image}
+// allocator is a module's memory allocator on this platform.
+type allocator = *limitAllocator
+
+func newAllocator(limitBytes uint64, image *memImage) *limitAllocator {
+	return &limitAllocator{limit: limitBytes, image: image}
 }
+
+// allocation: no start profiles here (prefault_linux.go).
+type allocation struct{ *limitAllocator }
+
+func (a *limitAllocator) forInstance() allocation { return allocation{a} }
+
+func (allocation) started() {}
+
+// SetPrefault: nothing is prefaulted on this platform.
+func SetPrefault(on bool) (was bool) { return false }
 
 // memImage is a module's initial memory contents.
 type memImage struct{ b []byte }

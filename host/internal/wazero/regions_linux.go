@@ -194,10 +194,21 @@ func (p *regionPool) pagemapLocked() bool {
 
 // pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst).
 const (
-	pmPresent = 1 << 63
-	pmSwapped = 1 << 62
-	pmFile    = 1 << 61 // file page or shared anonymous page
+	pmPresent   = 1 << 63
+	pmSwapped   = 1 << 62
+	pmFile      = 1 << 61 // file page or shared anonymous page
+	pmExclusive = 1 << 56 // mapped by this process only
 )
+
+// pagemapFile returns the open /proc/self/pagemap, nil when unreadable.
+func (p *regionPool) pagemapFile() *os.File {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.pagemapLocked() {
+		return nil
+	}
+	return p.pagemap
+}
 
 // reset makes r read as image (nil: none) followed by zeros up to its
 // committed size, keeping the page-table entries of pages it can clear in
