@@ -135,6 +135,58 @@ func BenchmarkInstantiate(b *testing.B) {
 	}
 }
 
+// BenchmarkPoolStart: the first 12 instances of a plugin's pool, made in
+// parallel by Load on a new Runtime (the instantiate phase of
+// Plugin.LoadPhases, reported as start-ms/op), with and without populating
+// the pages a module's start touches. The plugin is hello, or the .wasm
+// file named by WC_POOL_PLUGIN (a Python plugin, say). The first instance
+// of each load learns the start profile, so the other 11 can use it.
+func BenchmarkPoolStart(b *testing.B) {
+	if testing.Short() {
+		b.Skip("builds Wasm plugins")
+	}
+	var wasm []byte
+	if f := os.Getenv("WC_POOL_PLUGIN"); f != "" {
+		var err error
+		if wasm, err = os.ReadFile(f); err != nil {
+			b.Fatal(err)
+		}
+	} else {
+		wasm = testplugins.Bytes(b, "hello")
+	}
+	ctx := context.Background()
+	cache := b.TempDir()
+	for _, prefault := range []bool{true, false} {
+		name := "populated"
+		if !prefault {
+			name = "faulting"
+		}
+		b.Run(name, func(b *testing.B) {
+			defer wazero.SetPrefault(wazero.SetPrefault(prefault))
+			var total time.Duration
+			n := 0
+			for b.Loop() {
+				wazero.ReleasePooledMemory()
+				rt, err := host.NewRuntime(host.RuntimeOptions{Engine: host.DefaultEngine, CacheDir: cache})
+				if err != nil {
+					b.Fatal(err)
+				}
+				pool := host.DefaultPoolConfig()
+				pool.Min = 12
+				p, err := rt.Load(ctx, host.PluginSpec{Name: "p", Wasm: wasm, Pool: pool, Limits: host.DefaultLimits()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				total += p.LoadPhases().Instantiate
+				n++
+				p.Drain(ctx)
+				rt.Close(ctx)
+			}
+			b.ReportMetric(float64(total.Microseconds())/1000/float64(n), "start-ms/op")
+		})
+	}
+}
+
 // processCPU returns the user and system CPU time the process has used.
 func processCPU(b *testing.B) time.Duration {
 	var ru syscall.Rusage
