@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/wasmcorn/wasmcorn/host"
@@ -14,7 +16,8 @@ import (
 	"github.com/wasmcorn/wasmcorn/internal/metrics"
 )
 
-// Loader loads one plugin. *host.Runtime implements it.
+// Loader loads one plugin. *host.Runtime implements it. LoadDir and
+// reloads call Load from several goroutines at once.
 type Loader interface {
 	Load(ctx context.Context, spec host.PluginSpec) (*host.Plugin, error)
 }
@@ -24,7 +27,9 @@ type LoadOptions struct {
 	// Logger receives one line per plugin loaded or failed.
 	Logger *slog.Logger
 	// Progress, when set, is called before each plugin is loaded
-	// (i is 1-based) so a CLI can show progress.
+	// (i is 1-based, the plugin's place in the directory) so a CLI can
+	// show progress. Plugins load in parallel, so i does not always
+	// grow; calls never overlap.
 	Progress func(i, n int, name string)
 	// Only restricts loading to the named plugins when non-empty.
 	Only []string
@@ -90,39 +95,95 @@ func loadAll(ctx context.Context, cfg *config.Config, l Loader, opts LoadOptions
 		}
 		found = keep
 	}
-	var entries []Entry
-	var failures []LoadFailure
+	// Modules that can be reused are picked first, in order; the others
+	// load in parallel, a few at a time (a load is mostly one CPU
+	// compiling or reading compiled code), and land in discovery order.
+	results := make([]loadResult, len(found))
+	var todo []int
 	for i, pf := range found {
 		if err := ctx.Err(); err != nil {
-			drainEntries(context.Background(), entries, log)
-			return nil, nil, err
+			return nil, nil, err // nothing loaded yet
 		}
-		var wasm []byte
 		if reuse != nil {
 			// A module that cannot be read is not reused; loadPlugin reads
 			// it again and reports why.
 			if b, err := os.ReadFile(pf.Wasm); err == nil {
 				if e, ok := reuse(pf, b); ok {
-					entries = append(entries, e)
+					results[i] = loadResult{entry: e, done: true, reused: true}
 					continue
 				}
-				wasm = b
+				results[i].wasm = b
 			}
 		}
-		if opts.Progress != nil {
-			opts.Progress(i+1, len(found), pf.Name)
+		todo = append(todo, i)
+	}
+	next := make(chan int, len(todo))
+	for _, i := range todo {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	var progress sync.Mutex
+	for range min(len(todo), loadWorkers()) {
+		wg.Go(func() {
+			for i := range next {
+				if ctx.Err() != nil {
+					return
+				}
+				pf := found[i]
+				if opts.Progress != nil {
+					progress.Lock()
+					opts.Progress(i+1, len(found), pf.Name)
+					progress.Unlock()
+				}
+				e, err := loadPlugin(ctx, cfg, l, pf, opts.Spec, results[i].wasm)
+				results[i] = loadResult{entry: e, err: err, done: true}
+				if err != nil {
+					log.Error("plugin failed to load", "plugin", pf.Name, "error", err)
+					metrics.PluginLoadFailures.WithLabelValues(pf.Name).Inc()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var entries []Entry
+	var failures []LoadFailure
+	for i, r := range results {
+		switch {
+		case !r.done:
+		case r.err != nil:
+			failures = append(failures, LoadFailure{Plugin: found[i].Name, Err: r.err.Error(), At: time.Now()})
+		default:
+			entries = append(entries, r.entry)
 		}
-		e, err := loadPlugin(ctx, cfg, l, pf, opts.Spec, wasm)
-		if err != nil {
-			log.Error("plugin failed to load", "plugin", pf.Name, "error", err)
-			metrics.PluginLoadFailures.WithLabelValues(pf.Name).Inc()
-			failures = append(failures, LoadFailure{Plugin: pf.Name, Err: err.Error(), At: time.Now()})
-			continue
+	}
+	if err := ctx.Err(); err != nil {
+		// Entries reused from the running set belong to it.
+		var loaded []Entry
+		for _, r := range results {
+			if r.done && r.err == nil && !r.reused {
+				loaded = append(loaded, r.entry)
+			}
 		}
-		entries = append(entries, e)
+		drainEntries(context.Background(), loaded, log)
+		return nil, nil, err
 	}
 	return entries, failures, nil
 }
+
+// loadResult is what loading one plugin file gave.
+type loadResult struct {
+	wasm   []byte // the module's bytes when already read
+	entry  Entry
+	err    error
+	done   bool
+	reused bool // entry is the running set's, not a new load
+}
+
+// loadWorkers is how many plugins load at once: one per CPU, at least two
+// (a load also waits on files) and at most four (each holds a module's
+// compilation in memory).
+func loadWorkers() int { return min(max(runtime.GOMAXPROCS(0), 2), 4) }
 
 func logRejected(log *slog.Logger, set *Set, rejected []Entry) {
 	for _, e := range rejected {

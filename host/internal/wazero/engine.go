@@ -265,15 +265,33 @@ func (e *Engine) prepared(wasm []byte, sum [32]byte, instrument bool) (code, ima
 		// Write then rename, so a concurrent or crashed writer never leaves
 		// a partial file under the final name.
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
-			tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-			if os.WriteFile(tmp, encodePrepared(code, image, instrumented), 0o644) == nil {
-				if os.Rename(tmp, path) != nil {
-					os.Remove(tmp)
-				}
-			}
+			writePrepared(path, encodePrepared(code, image, instrumented))
 		}
 	}
 	return code, image, instrumented
+}
+
+// writePrepared writes b to path through a temporary file of its own, so
+// that concurrent loads of the same module do not write into each other's.
+// A failure only costs the next load the rewrite.
+func writePrepared(path string, b []byte) {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
 }
 
 // A prepared file: magic, instrumented flag, code and image lengths

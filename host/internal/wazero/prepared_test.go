@@ -2,6 +2,9 @@ package wazero
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -29,5 +32,33 @@ func TestPreparedFile(t *testing.T) {
 		if _, _, _, ok := decodePrepared(b[:n]); ok {
 			t.Fatalf("truncated to %d bytes, still accepted", n)
 		}
+	}
+}
+
+// TestWritePreparedConcurrent: loads of the same module at once each write
+// the prepared file through a temporary file of their own; the result is
+// one whole file and no temporary file left behind.
+func TestWritePreparedConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "v2-instrumented-x")
+	b := encodePrepared(bytes.Repeat([]byte("code"), 1<<16), bytes.Repeat([]byte("image"), 1<<16), true)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { writePrepared(path, b) })
+	}
+	wg.Wait()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, ok := decodePrepared(got); !ok || !bytes.Equal(got, b) {
+		t.Fatal("the prepared file is not the one written")
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Fatalf("%d files in the cache directory, want only the prepared file", len(entries))
 	}
 }

@@ -1,0 +1,116 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmcorn/wasmcorn/host"
+)
+
+// overlapLoader is a Loader whose loads all fail, after waiting (up to a
+// bound) for a second load to run at the same time; it records the most
+// loads it saw at once.
+type overlapLoader struct {
+	mu      sync.Mutex
+	running int
+	most    int
+	both    chan struct{} // closed once two loads overlapped
+	once    sync.Once
+}
+
+func (l *overlapLoader) Load(ctx context.Context, spec host.PluginSpec) (*host.Plugin, error) {
+	l.mu.Lock()
+	l.running++
+	l.most = max(l.most, l.running)
+	if l.running >= 2 {
+		l.once.Do(func() { close(l.both) })
+	}
+	l.mu.Unlock()
+	select {
+	case <-l.both:
+	case <-time.After(10 * time.Second): // no overlap: the test fails below
+	case <-ctx.Done():
+	}
+	l.mu.Lock()
+	l.running--
+	l.mu.Unlock()
+	return nil, errors.New("refused by the test loader: " + spec.Name)
+}
+
+// TestLoadDirParallel: plugins load several at a time, and what they give
+// (here, failures) comes back in the directory's order, each once, with
+// progress reported once per plugin.
+func TestLoadDirParallel(t *testing.T) {
+	dir := t.TempDir()
+	var names []string
+	for i := range 7 {
+		name := fmt.Sprintf("p%d", i)
+		names = append(names, name)
+		if err := os.WriteFile(filepath.Join(dir, name+".wasm"), []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := testConfig()
+	cfg.Plugins.Dir = dir
+	l := &overlapLoader{both: make(chan struct{})}
+	var mu sync.Mutex
+	var progressed []string
+	entries, failures, err := loadAll(context.Background(), cfg, l, LoadOptions{
+		Logger: slog.New(slog.DiscardHandler),
+		Progress: func(i, n int, name string) {
+			mu.Lock()
+			defer mu.Unlock()
+			if n != len(names) || names[i-1] != name {
+				t.Errorf("progress (%d, %d, %q) does not match the directory", i, n, name)
+			}
+			progressed = append(progressed, name)
+		},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Fatalf("%d entries from a loader that fails every load", len(entries))
+	}
+	var failed []string
+	for _, f := range failures {
+		failed = append(failed, f.Plugin)
+	}
+	if !slices.Equal(failed, names) {
+		t.Fatalf("failures %v, want every plugin once in directory order %v", failed, names)
+	}
+	slices.Sort(progressed)
+	if !slices.Equal(progressed, names) {
+		t.Fatalf("progress reported %v, want each plugin once", progressed)
+	}
+	if l.most < 2 {
+		t.Fatalf("at most %d load at a time, want at least 2", l.most)
+	}
+	if l.most > loadWorkers() {
+		t.Fatalf("%d loads at once, more than the %d workers", l.most, loadWorkers())
+	}
+}
+
+// TestLoadDirCancelled: a cancelled context stops the loading and
+// LoadDir reports it.
+func TestLoadDirCancelled(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "p.wasm"), []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.Plugins.Dir = dir
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := LoadDir(ctx, cfg, &overlapLoader{both: make(chan struct{})}, LoadOptions{Logger: slog.New(slog.DiscardHandler)}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("LoadDir with a cancelled context: %v, want context.Canceled", err)
+	}
+}
