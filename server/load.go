@@ -137,7 +137,7 @@ func loadAll(ctx context.Context, cfg *config.Config, l Loader, opts LoadOptions
 					progress.Unlock()
 				}
 				e, err := loadPlugin(ctx, cfg, l, pf, opts.Spec, results[i].wasm)
-				results[i] = loadResult{entry: e, err: err, done: true}
+				results[i] = loadResult{entry: e, err: err, done: true, at: time.Now()}
 				if err != nil {
 					log.Error("plugin failed to load", "plugin", pf.Name, "error", err)
 					metrics.PluginLoadFailures.WithLabelValues(pf.Name).Inc()
@@ -152,7 +152,7 @@ func loadAll(ctx context.Context, cfg *config.Config, l Loader, opts LoadOptions
 		switch {
 		case !r.done:
 		case r.err != nil:
-			failures = append(failures, LoadFailure{Plugin: found[i].Name, Err: r.err.Error(), At: time.Now()})
+			failures = append(failures, LoadFailure{Plugin: found[i].Name, Err: r.err.Error(), At: r.at})
 		default:
 			entries = append(entries, r.entry)
 		}
@@ -176,6 +176,7 @@ type loadResult struct {
 	wasm   []byte // the module's bytes when already read
 	entry  Entry
 	err    error
+	at     time.Time // when the load ended
 	done   bool
 	reused bool // entry is the running set's, not a new load
 }
