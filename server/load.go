@@ -117,35 +117,21 @@ func loadAll(ctx context.Context, cfg *config.Config, l Loader, opts LoadOptions
 		}
 		todo = append(todo, i)
 	}
-	next := make(chan int, len(todo))
-	for _, i := range todo {
-		next <- i
-	}
-	close(next)
-	var wg sync.WaitGroup
 	var progress sync.Mutex
-	for range min(len(todo), loadWorkers()) {
-		wg.Go(func() {
-			for i := range next {
-				if ctx.Err() != nil {
-					return
-				}
-				pf := found[i]
-				if opts.Progress != nil {
-					progress.Lock()
-					opts.Progress(i+1, len(found), pf.Name)
-					progress.Unlock()
-				}
-				e, err := loadPlugin(ctx, cfg, l, pf, opts.Spec, results[i].wasm)
-				results[i] = loadResult{entry: e, err: err, done: true, at: time.Now()}
-				if err != nil {
-					log.Error("plugin failed to load", "plugin", pf.Name, "error", err)
-					metrics.PluginLoadFailures.WithLabelValues(pf.Name).Inc()
-				}
-			}
-		})
-	}
-	wg.Wait()
+	forEachParallel(ctx, todo, func(i int) {
+		pf := found[i]
+		if opts.Progress != nil {
+			progress.Lock()
+			opts.Progress(i+1, len(found), pf.Name)
+			progress.Unlock()
+		}
+		e, err := loadPlugin(ctx, cfg, l, pf, opts.Spec, results[i].wasm)
+		results[i] = loadResult{entry: e, err: err, done: true, at: time.Now()}
+		if err != nil {
+			log.Error("plugin failed to load", "plugin", pf.Name, "error", err)
+			metrics.PluginLoadFailures.WithLabelValues(pf.Name).Inc()
+		}
+	}, nil)
 	var entries []Entry
 	var failures []LoadFailure
 	for i, r := range results {
@@ -179,6 +165,69 @@ type loadResult struct {
 	at     time.Time // when the load ended
 	done   bool
 	reused bool // entry is the running set's, not a new load
+}
+
+// forEachParallel calls fn(i) for each i of idx, loadWorkers() at a time,
+// and starts none once ctx has ended. inOrder, when not nil, is called in
+// the calling goroutine with each i in idx's order, as soon as fn(i) and
+// every earlier one have returned or been skipped.
+func forEachParallel(ctx context.Context, idx []int, fn func(i int), inOrder func(i int)) {
+	next := make(chan int, len(idx))
+	done := make([]chan struct{}, len(idx))
+	for k := range idx {
+		next <- k
+		done[k] = make(chan struct{})
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(len(idx), loadWorkers()) {
+		wg.Go(func() {
+			for k := range next {
+				if ctx.Err() == nil {
+					fn(idx[k])
+				}
+				close(done[k])
+			}
+		})
+	}
+	if inOrder != nil {
+		for k, i := range idx {
+			<-done[k]
+			inOrder(i)
+		}
+	}
+	wg.Wait()
+}
+
+// LoadPlugins loads each of pfs as LoadPlugin does, a few at a time as
+// LoadDir does, and calls report with each outcome in pfs's order, in the
+// calling goroutine, as soon as it and those before it are known (a CLI
+// can print them as they come). A plugin left unloaded because ctx ended
+// is reported with ctx's error.
+func LoadPlugins(ctx context.Context, cfg *config.Config, l Loader, pfs []config.PluginFile, adjust func(*host.PluginSpec),
+	report func(pf config.PluginFile, e Entry, err error, took time.Duration)) {
+	type outcome struct {
+		e    Entry
+		err  error
+		took time.Duration
+		ran  bool
+	}
+	out := make([]outcome, len(pfs))
+	idx := make([]int, len(pfs))
+	for i := range idx {
+		idx[i] = i
+	}
+	forEachParallel(ctx, idx, func(i int) {
+		start := time.Now()
+		e, err := loadPlugin(ctx, cfg, l, pfs[i], adjust, nil)
+		out[i] = outcome{e, err, time.Since(start), true}
+	}, func(i int) {
+		o := out[i]
+		if !o.ran {
+			o.err = ctx.Err()
+		}
+		report(pfs[i], o.e, o.err, o.took)
+	})
 }
 
 // loadWorkers is how many plugins load at once: one per CPU, at least two

@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/wasmcorn/wasmcorn/host"
+	"github.com/wasmcorn/wasmcorn/internal/config"
 )
 
 // overlapLoader is a Loader whose loads all fail, after waiting (up to a
@@ -113,4 +115,49 @@ func TestLoadDirCancelled(t *testing.T) {
 	if _, err := LoadDir(ctx, cfg, &overlapLoader{both: make(chan struct{})}, LoadOptions{Logger: slog.New(slog.DiscardHandler)}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("LoadDir with a cancelled context: %v, want context.Canceled", err)
 	}
+}
+
+// TestLoadPluginsInOrder: LoadPlugins loads several at a time and reports
+// every plugin once, in the order given; with a context that has ended,
+// each is reported with the context's error.
+func TestLoadPluginsInOrder(t *testing.T) {
+	dir := t.TempDir()
+	var pfs []config.PluginFile
+	for i := range 6 {
+		name := fmt.Sprintf("q%d", i)
+		wasm := filepath.Join(dir, name+".wasm")
+		if err := os.WriteFile(wasm, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pfs = append(pfs, config.PluginFile{Name: name, Wasm: wasm})
+	}
+	cfg := testConfig()
+	cfg.Plugins.Dir = dir
+	l := &overlapLoader{both: make(chan struct{})}
+	var got []string
+	run := func(ctx context.Context, wantErr func(error) bool) {
+		got = got[:0]
+		LoadPlugins(ctx, cfg, l, pfs, nil, func(pf config.PluginFile, _ Entry, err error, _ time.Duration) {
+			if !wantErr(err) {
+				t.Errorf("%s: unexpected outcome %v", pf.Name, err)
+			}
+			got = append(got, pf.Name)
+		})
+		var want []string
+		for _, pf := range pfs {
+			want = append(want, pf.Name)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("reported %v, want %v", got, want)
+		}
+	}
+	run(context.Background(), func(err error) bool {
+		return err != nil && strings.Contains(err.Error(), "refused by the test loader")
+	})
+	if l.most < 2 {
+		t.Fatalf("at most %d load at a time, want at least 2", l.most)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	run(ctx, func(err error) bool { return errors.Is(err, context.Canceled) })
 }

@@ -80,16 +80,19 @@ func (e *Env) check(ctx context.Context, args []string) error {
 	if len(found) > 0 {
 		fmt.Fprintf(out, "loading each plugin once (compiling may take seconds per plugin; %s)...\n", cacheNote(cfg.Plugins.CompileCacheDir()))
 	}
-	for _, pf := range found {
-		if err := ctx.Err(); err != nil {
-			return err
+	// Plugins load a few at a time; each is reported in directory order
+	// as soon as it and those before it are done.
+	server.LoadPlugins(ctx, cfg, rt, found, once, func(pf config.PluginFile, en server.Entry, err error, took time.Duration) {
+		if ctx.Err() != nil {
+			if err == nil {
+				loaded = append(loaded, en) // drained on the way out
+			}
+			return
 		}
-		start := time.Now()
-		en, err := server.LoadPlugin(ctx, cfg, rt, pf, once)
 		if err != nil {
 			fmt.Fprintf(out, "  FAIL %s: %s\n", pf.Name, indentProblems(pf.Name, err))
 			problems++
-			continue
+			return
 		}
 		loaded = append(loaded, en)
 		var notes []string
@@ -97,7 +100,7 @@ func (e *Env) check(ctx context.Context, args []string) error {
 			if hj, ok := en.Plugin.(interface{ HasJobs() bool }); ok && !hj.HasJobs() {
 				fmt.Fprintf(out, "  FAIL %s: manifest declares [[jobs]] but the module does not export wasmcorn_job\n", pf.Name)
 				problems++
-				continue
+				return
 			}
 			notes = append(notes, fmt.Sprintf("%d job queue(s)", len(en.Manifest.Jobs)))
 		}
@@ -108,7 +111,10 @@ func (e *Env) check(ctx context.Context, args []string) error {
 			notes = append(notes, "no manifest")
 		}
 		fmt.Fprintf(out, "  ok   %s (%s, %s, %d ms%s)\n", pf.Name, shortHash(en.Plugin.Hash()), en.Plugin.Engine(),
-			time.Since(start).Milliseconds(), joinNotes(notes))
+			took.Milliseconds(), joinNotes(notes))
+	})
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	set, rejected := server.NewSet(loaded, nil)
 	for _, f := range set.Failures() {
