@@ -47,19 +47,31 @@ func (l *overlapLoader) Load(ctx context.Context, spec host.PluginSpec) (*host.P
 	return nil, errors.New("refused by the test loader: " + spec.Name)
 }
 
+// emptyModules writes an empty module NAME.wasm for each name into a new
+// directory and returns it with the plugin files.
+func emptyModules(t *testing.T, names ...string) (string, []config.PluginFile) {
+	t.Helper()
+	dir := t.TempDir()
+	var pfs []config.PluginFile
+	for _, name := range names {
+		wasm := filepath.Join(dir, name+".wasm")
+		if err := os.WriteFile(wasm, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pfs = append(pfs, config.PluginFile{Name: name, Wasm: wasm})
+	}
+	return dir, pfs
+}
+
 // TestLoadDirParallel: plugins load several at a time, and what they give
 // (here, failures) comes back in the directory's order, each once, with
 // progress reported once per plugin.
 func TestLoadDirParallel(t *testing.T) {
-	dir := t.TempDir()
 	var names []string
 	for i := range 7 {
-		name := fmt.Sprintf("p%d", i)
-		names = append(names, name)
-		if err := os.WriteFile(filepath.Join(dir, name+".wasm"), []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		names = append(names, fmt.Sprintf("p%d", i))
 	}
+	dir, _ := emptyModules(t, names...)
 	cfg := testConfig()
 	cfg.Plugins.Dir = dir
 	l := &overlapLoader{both: make(chan struct{})}
@@ -104,10 +116,7 @@ func TestLoadDirParallel(t *testing.T) {
 // TestLoadDirCancelled: a cancelled context stops the loading and
 // LoadDir reports it.
 func TestLoadDirCancelled(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "p.wasm"), []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, _ := emptyModules(t, "p")
 	cfg := testConfig()
 	cfg.Plugins.Dir = dir
 	ctx, cancel := context.WithCancel(context.Background())
@@ -121,16 +130,11 @@ func TestLoadDirCancelled(t *testing.T) {
 // every plugin once, in the order given; with a context that has ended,
 // each is reported with the context's error.
 func TestLoadPluginsInOrder(t *testing.T) {
-	dir := t.TempDir()
-	var pfs []config.PluginFile
+	var names []string
 	for i := range 6 {
-		name := fmt.Sprintf("q%d", i)
-		wasm := filepath.Join(dir, name+".wasm")
-		if err := os.WriteFile(wasm, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		pfs = append(pfs, config.PluginFile{Name: name, Wasm: wasm})
+		names = append(names, fmt.Sprintf("q%d", i))
 	}
+	dir, pfs := emptyModules(t, names...)
 	cfg := testConfig()
 	cfg.Plugins.Dir = dir
 	l := &overlapLoader{both: make(chan struct{})}
