@@ -21,9 +21,10 @@ import (
 // fills the same pages in one call for about half the cost per page
 // (5.14+). Which pages a module's start touches hardly varies from one
 // instance to the next, so the first fresh instance of a module records
-// them (its region's pagemap after the start) and later fresh instances get
-// exactly those pages populated before the guest runs: the same pages
-// become resident, only sooner. A page the profile misses still faults, one
+// them (its region's pagemap after the start) and later instances get
+// exactly those pages populated before the guest runs, on a fresh region or
+// on a reused one after its reset (which drops written image pages): the
+// same pages become resident, only sooner. A page the profile misses still faults, one
 // it has in excess costs 4 KiB of memory; neither changes what the guest
 // reads (a populated page holds zeros or the image's bytes, as a faulted
 // one would).
