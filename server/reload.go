@@ -174,7 +174,8 @@ func warmLike(ctx context.Context, set *Set, reused map[Plugin]bool, current map
 // ReloadReport describes the last ReloadDir: when it ran and where its
 // time went, in milliseconds. The phases run in order: Load (reading the
 // directory, then per loaded plugin Compile and Instantiate of its
-// minimum pool, summed), Warm (growing new pools to their previous
+// minimum pool, summed over plugins that load in parallel, so the sums can
+// exceed Load), Warm (growing new pools to their previous
 // version's size), Swap (installing the new route table), Drain (waiting
 // for requests on the previous table, then closing the replaced plugins).
 type ReloadReport struct {
