@@ -47,33 +47,33 @@ func (l *overlapLoader) Load(ctx context.Context, spec host.PluginSpec) (*host.P
 	return nil, errors.New("refused by the test loader: " + spec.Name)
 }
 
-// emptyModules writes an empty module NAME.wasm for each name into a new
-// directory and returns it with the plugin files.
-func emptyModules(t *testing.T, names ...string) (string, []config.PluginFile) {
+// emptyModules writes n empty modules PREFIX0.wasm, PREFIX1.wasm, ... into
+// a new plugins directory and returns a config serving it, with the
+// plugins' names and files in directory order.
+func emptyModules(t *testing.T, prefix string, n int) (*config.Config, []string, []config.PluginFile) {
 	t.Helper()
 	dir := t.TempDir()
+	var names []string
 	var pfs []config.PluginFile
-	for _, name := range names {
+	for i := range n {
+		name := fmt.Sprintf("%s%d", prefix, i)
 		wasm := filepath.Join(dir, name+".wasm")
 		if err := os.WriteFile(wasm, []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		names = append(names, name)
 		pfs = append(pfs, config.PluginFile{Name: name, Wasm: wasm})
 	}
-	return dir, pfs
+	cfg := testConfig()
+	cfg.Plugins.Dir = dir
+	return cfg, names, pfs
 }
 
 // TestLoadDirParallel: plugins load several at a time, and what they give
 // (here, failures) comes back in the directory's order, each once, with
 // progress reported once per plugin.
 func TestLoadDirParallel(t *testing.T) {
-	var names []string
-	for i := range 7 {
-		names = append(names, fmt.Sprintf("p%d", i))
-	}
-	dir, _ := emptyModules(t, names...)
-	cfg := testConfig()
-	cfg.Plugins.Dir = dir
+	cfg, names, _ := emptyModules(t, "p", 7)
 	l := &overlapLoader{both: make(chan struct{})}
 	var mu sync.Mutex
 	var progressed []string
@@ -116,9 +116,7 @@ func TestLoadDirParallel(t *testing.T) {
 // TestLoadDirCancelled: a cancelled context stops the loading and
 // LoadDir reports it.
 func TestLoadDirCancelled(t *testing.T) {
-	dir, _ := emptyModules(t, "p")
-	cfg := testConfig()
-	cfg.Plugins.Dir = dir
+	cfg, _, _ := emptyModules(t, "p", 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := LoadDir(ctx, cfg, &overlapLoader{both: make(chan struct{})}, LoadOptions{Logger: slog.New(slog.DiscardHandler)}); !errors.Is(err, context.Canceled) {
@@ -130,13 +128,7 @@ func TestLoadDirCancelled(t *testing.T) {
 // every plugin once, in the order given; with a context that has ended,
 // each is reported with the context's error.
 func TestLoadPluginsInOrder(t *testing.T) {
-	var names []string
-	for i := range 6 {
-		names = append(names, fmt.Sprintf("q%d", i))
-	}
-	dir, pfs := emptyModules(t, names...)
-	cfg := testConfig()
-	cfg.Plugins.Dir = dir
+	cfg, names, pfs := emptyModules(t, "q", 6)
 	l := &overlapLoader{both: make(chan struct{})}
 	var got []string
 	run := func(ctx context.Context, wantErr func(error) bool) {
@@ -147,12 +139,8 @@ func TestLoadPluginsInOrder(t *testing.T) {
 			}
 			got = append(got, pf.Name)
 		})
-		var want []string
-		for _, pf := range pfs {
-			want = append(want, pf.Name)
-		}
-		if !slices.Equal(got, want) {
-			t.Fatalf("reported %v, want %v", got, want)
+		if !slices.Equal(got, names) {
+			t.Fatalf("reported %v, want %v", got, names)
 		}
 	}
 	run(context.Background(), func(err error) bool {
