@@ -38,8 +38,28 @@ func (a *mmapAllocator) Allocate(cap, max uint64) experimental.LinearMemory {
 }
 
 // allocate returns a memory of cap bytes and whether its region is fresh
-// (a new mapping, not one of the pool's), or nil.
+// (a new mapping, not one of the pool's), or nil. Either way the pages the
+// module's start touches are populated (for a reused region, at least the
+// image pages its reset dropped).
 func (a *mmapAllocator) allocate(cap, max uint64) (*mmapMemory, bool) {
+	m, fresh := a.region(cap, max)
+	if m == nil {
+		return nil, false
+	}
+	if p := a.profile.Load(); p != nil {
+		m.r.prefault(p)
+	}
+	if fresh {
+		memFresh.Inc()
+	} else {
+		memReused.Inc()
+	}
+	return m, fresh
+}
+
+// region returns a memory of cap bytes over a pooled region, else a new
+// one, and whether it is new; nil when neither works.
+func (a *mmapAllocator) region(cap, max uint64) (*mmapMemory, bool) {
 	if a.limit > 0 && max > a.limit {
 		max = a.limit
 	}
@@ -52,10 +72,6 @@ func (a *mmapAllocator) allocate(cap, max uint64) (*mmapMemory, bool) {
 	if r := regions.get(int(max), a.image); r != nil {
 		m := &mmapMemory{r: r}
 		if m.Reallocate(cap) != nil {
-			if p := a.profile.Load(); p != nil {
-				r.prefault(p) // the image pages the reset dropped, at least
-			}
-			memReused.Inc()
 			return m, false
 		}
 		r.unmap()
@@ -69,10 +85,6 @@ func (a *mmapAllocator) allocate(cap, max uint64) (*mmapMemory, bool) {
 		r.unmap()
 		return nil, false
 	}
-	if p := a.profile.Load(); p != nil {
-		r.prefault(p)
-	}
-	memFresh.Inc()
 	return m, true
 }
 
