@@ -3,7 +3,6 @@
 package wazero
 
 import (
-	"encoding/binary"
 	"os"
 	"sync/atomic"
 	"syscall"
@@ -92,20 +91,18 @@ func (c *allocation) started() {
 // touched reads which committed pages of r are mapped: exclusively owned
 // anonymous ones were written, file pages and shared (zero) pages only read.
 func (r *region) touched(pm *os.File) (*startProfile, error) {
-	page := uint64(os.Getpagesize())
-	pages := r.committed / page
-	entries := make([]byte, pages*8)
-	base := uintptr(unsafe.Pointer(&r.buf[0]))
-	if _, err := pm.ReadAt(entries, int64(base/uintptr(page))*8); err != nil {
+	entries, err := pagemapEntries(pm, r.buf[:r.committed])
+	if err != nil {
 		return nil, err
 	}
+	pages := uint64(len(entries))
 	const (
 		none = iota
 		read
 		write
 	)
 	kind := func(i uint64) int {
-		e := binary.LittleEndian.Uint64(entries[i*8:])
+		e := entries[i]
 		switch {
 		case e&pmPresent == 0:
 			return none

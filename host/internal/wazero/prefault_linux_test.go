@@ -3,11 +3,9 @@
 package wazero
 
 import (
-	"encoding/binary"
 	"os"
 	"slices"
 	"testing"
-	"unsafe"
 )
 
 // pageStates returns the pagemap entries of buf's pages.
@@ -17,14 +15,9 @@ func pageStates(t *testing.T, buf []byte) []uint64 {
 	if pm == nil {
 		t.Skip("needs a readable /proc/self/pagemap")
 	}
-	page := os.Getpagesize()
-	raw := make([]byte, len(buf)/page*8)
-	if _, err := pm.ReadAt(raw, int64(uintptr(unsafe.Pointer(&buf[0]))/uintptr(page))*8); err != nil {
+	e, err := pagemapEntries(pm, buf)
+	if err != nil {
 		t.Fatal(err)
-	}
-	e := make([]uint64, len(buf)/page)
-	for i := range e {
-		e[i] = binary.LittleEndian.Uint64(raw[i*8:])
 	}
 	return e
 }

@@ -200,6 +200,21 @@ const (
 	pmExclusive = 1 << 56 // mapped by this process only
 )
 
+// pagemapEntries returns the pagemap entries of b's pages (b starts on a
+// page boundary), in one read.
+func pagemapEntries(pm *os.File, b []byte) ([]uint64, error) {
+	page := os.Getpagesize()
+	raw := make([]byte, len(b)/page*8)
+	if _, err := pm.ReadAt(raw, int64(uintptr(unsafe.Pointer(&b[0]))/uintptr(page))*8); err != nil {
+		return nil, err
+	}
+	e := make([]uint64, len(b)/page)
+	for i := range e {
+		e[i] = binary.LittleEndian.Uint64(raw[i*8:])
+	}
+	return e, nil
+}
+
 // pagemapFile returns the open /proc/self/pagemap, nil when unreadable.
 func (p *regionPool) pagemapFile() *os.File {
 	p.mu.Lock()
@@ -248,8 +263,8 @@ func (r *region) reset(pm *os.File, image *memImage) error {
 	// One pagemap read covers the committed part; beyond it nothing is
 	// mapped (PROT_NONE, never touched).
 	pages := r.committed / page
-	entries := make([]byte, pages*8)
-	if _, err := pm.ReadAt(entries, int64(base/uintptr(page))*8); err != nil {
+	entries, err := pagemapEntries(pm, r.buf[:r.committed])
+	if err != nil {
 		return err
 	}
 	start := uint64(0)
@@ -257,7 +272,7 @@ func (r *region) reset(pm *os.File, image *memImage) error {
 		start = imgSize / page // the prefix was just mapped afresh
 	}
 	for i := start; i < pages; {
-		e := binary.LittleEndian.Uint64(entries[i*8:])
+		e := entries[i]
 		inImage := i*page < imgSize
 		if e&(pmPresent|pmSwapped) == 0 || (inImage && e&pmFile != 0) {
 			i++ // reads as the image or as zero already
@@ -266,7 +281,7 @@ func (r *region) reset(pm *os.File, image *memImage) error {
 		// A run of pages needing the same treatment.
 		j := i + 1
 		for j < pages && (j*page < imgSize) == inImage {
-			f := binary.LittleEndian.Uint64(entries[j*8:])
+			f := entries[j]
 			if f&(pmPresent|pmSwapped) == 0 || (inImage && f&pmFile != 0) || (f&pmSwapped != 0) != (e&pmSwapped != 0) {
 				break
 			}
