@@ -154,8 +154,9 @@ func BenchmarkPoolStart(b *testing.B) {
 	} else {
 		wasm = testplugins.Bytes(b, "hello")
 	}
-	ctx := context.Background()
 	cache := b.TempDir()
+	pool := host.DefaultPoolConfig()
+	pool.Min = 12
 	for _, prefault := range []bool{true, false} {
 		name := "populated"
 		if !prefault {
@@ -166,21 +167,9 @@ func BenchmarkPoolStart(b *testing.B) {
 			var total time.Duration
 			n := 0
 			for b.Loop() {
-				wazero.ReleasePooledMemory()
-				rt, err := host.NewRuntime(host.RuntimeOptions{Engine: host.DefaultEngine, CacheDir: cache})
-				if err != nil {
-					b.Fatal(err)
-				}
-				pool := host.DefaultPoolConfig()
-				pool.Min = 12
-				p, err := rt.Load(ctx, host.PluginSpec{Name: "p", Wasm: wasm, Pool: pool, Limits: host.DefaultLimits()})
-				if err != nil {
-					b.Fatal(err)
-				}
-				total += p.LoadPhases().Instantiate
+				_, phases := loadRestarted(b, cache, wasm, pool)
+				total += phases.Instantiate
 				n++
-				p.Drain(ctx)
-				rt.Close(ctx)
 			}
 			b.ReportMetric(float64(total.Microseconds())/1000/float64(n), "start-ms/op")
 		})
@@ -206,32 +195,37 @@ func BenchmarkLoad(b *testing.B) {
 		b.Skip("builds Wasm plugins")
 	}
 	wasm := testplugins.Bytes(b, "hello")
-	ctx := context.Background()
+	cache := enginetest.PluginCacheDir(b)
+	loadRestarted(b, cache, wasm, host.DefaultPoolConfig()) // warm the on-disk caches
 	var total time.Duration
-	load := func() {
-		wazero.ReleasePooledMemory() // a restart has no memory to reuse
-		rt, err := host.NewRuntime(host.RuntimeOptions{Engine: host.DefaultEngine, CacheDir: enginetest.PluginCacheDir(b)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer rt.Close(ctx)
-		p, err := rt.Load(ctx, host.PluginSpec{Name: "hello", Wasm: wasm, Pool: host.DefaultPoolConfig(), Limits: host.DefaultLimits()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		total += p.LoadDuration()
-		p.Drain(ctx)
-	}
-	load() // warm the on-disk caches
-	total = 0
 	n := 0
 	cpu0 := processCPU(b)
 	for b.Loop() {
-		load()
+		load, _ := loadRestarted(b, cache, wasm, host.DefaultPoolConfig())
+		total += load
 		n++
 	}
 	b.ReportMetric(total.Seconds()*1000/float64(n), "load-ms/op")
 	b.ReportMetric((processCPU(b)-cpu0).Seconds()*1000/float64(n), "cpu-ms/op")
+}
+
+// loadRestarted loads wasm with pool on a new Runtime over the compilation
+// cache in cacheDir, as after a restart (no pooled memory to reuse), and
+// returns the load's duration and phases; plugin and Runtime are closed.
+func loadRestarted(b *testing.B, cacheDir string, wasm []byte, pool host.PoolConfig) (time.Duration, host.LoadPhases) {
+	ctx := context.Background()
+	wazero.ReleasePooledMemory()
+	rt, err := host.NewRuntime(host.RuntimeOptions{Engine: host.DefaultEngine, CacheDir: cacheDir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	p, err := rt.Load(ctx, host.PluginSpec{Name: "p", Wasm: wasm, Pool: pool, Limits: host.DefaultLimits()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Drain(ctx)
+	return p.LoadDuration(), p.LoadPhases()
 }
 
 // BenchmarkInstanceMemory reports what one more ready instance of the hello
