@@ -92,8 +92,8 @@ func StartMariaDBServer(ctx context.Context, opts MariaDBOptions) (_ *MariaDBSer
 	if err := copyDir(tmpl, filepath.Join(dir, "data")); err != nil {
 		return nil, fmt.Errorf("copy mariadb template: %w", err)
 	}
-	// A free port may be taken between probing and binding: retry on a
-	// bind failure with a fresh port.
+	// A free port may be taken between probing and binding (by another
+	// test process): retry with a fresh port.
 	for attempt := 1; ; attempt++ {
 		if m.port, err = freePort(); err != nil {
 			return nil, err
@@ -102,7 +102,8 @@ func StartMariaDBServer(ctx context.Context, opts MariaDBOptions) (_ *MariaDBSer
 		if err == nil {
 			break
 		}
-		if attempt < 5 && strings.Contains(tail(m.logPath(), 20), "Address already in use") {
+		m.closePools() // they point at the old port
+		if attempt < 5 && (errors.Is(err, errPortTaken) || strings.Contains(tail(m.logPath(), 20), "Address already in use")) {
 			continue
 		}
 		return nil, err
@@ -330,6 +331,11 @@ func (m *MariaDBServer) start(ctx context.Context, server string) error {
 		default:
 		}
 		if err := m.ping(ctx); err == nil {
+			if err := m.checkOwn(ctx); err != nil {
+				cmd.Process.Kill()
+				<-done
+				return err
+			}
 			return nil
 		} else if time.Now().After(deadline) || ctx.Err() != nil {
 			cmd.Process.Kill()
@@ -360,6 +366,34 @@ func (m *MariaDBServer) ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	return db.PingContext(ctx)
+}
+
+// checkOwn makes sure the server answering on m's port is m's own: when
+// another server took the port first, m's mariadbd fails to bind and exits,
+// but until it does a ping reaches the other one.
+func (m *MariaDBServer) checkOwn(ctx context.Context) error {
+	db, err := m.DB("")
+	if err != nil {
+		return err
+	}
+	var dataDir string
+	if err := db.QueryRowContext(ctx, "SELECT @@datadir").Scan(&dataDir); err != nil {
+		return fmt.Errorf("mariadb on port %d: read datadir: %w", m.port, err)
+	}
+	if want := filepath.Join(m.dir, "data"); filepath.Clean(dataDir) != want {
+		return fmt.Errorf("mariadb on port %d serves %s, not %s: %w", m.port, dataDir, want, errPortTaken)
+	}
+	return nil
+}
+
+// closePools closes the connection pools DB handed out.
+func (m *MariaDBServer) closePools() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.pools {
+		p.Close()
+	}
+	m.pools = map[string]*sql.DB{}
 }
 
 // signal sends sig to a running server and waits up to wait for it to exit,
@@ -393,11 +427,8 @@ func (m *MariaDBServer) signal(sig syscall.Signal, wait time.Duration) error {
 // shutdown), closes the pools and removes the server's files. It returns
 // the error of the removal.
 func (m *MariaDBServer) Close() error {
+	m.closePools()
 	m.mu.Lock()
-	for _, p := range m.pools {
-		p.Close()
-	}
-	m.pools = map[string]*sql.DB{}
 	cmd, done := m.cmd, m.done
 	m.mu.Unlock()
 	if cmd != nil {

@@ -170,3 +170,36 @@ func TestMariaDBServerOptions(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// TestMariaDBPortTaken: a server started on a port another mariadbd
+// already holds reports errPortTaken (the other answers with a different
+// datadir) instead of taking it for its own, and the other keeps serving.
+func TestMariaDBPortTaken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts MariaDB servers")
+	}
+	a, b := StartMariaDB(t), StartMariaDB(t)
+	a.Exec("CREATE TABLE test.mine (id INT)")
+	b.Stop()
+	b.s.closePools()
+	b.s.port = a.Port()
+	err := b.s.Start(context.Background())
+	if !errors.Is(err, errPortTaken) {
+		t.Fatalf("start on a taken port: got %v, want errPortTaken", err)
+	}
+	a.Exec("INSERT INTO test.mine VALUES (1)")
+}
+
+func TestFreePortDistinct(t *testing.T) {
+	seen := map[int]bool{}
+	for range 300 {
+		p, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+	}
+}

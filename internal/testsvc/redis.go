@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -147,7 +149,14 @@ func (r *RedisServer) start(ctx context.Context) error {
 	}()
 	deadline := time.Now().Add(redisStartTimeout)
 	for {
-		err := ping(r.Addr())
+		pid, err := serverPID(r.Addr())
+		if err == nil && pid != cmd.Process.Pid {
+			// Another redis-server had the port; ours fails to bind and
+			// exits. The caller retries on a fresh port.
+			_ = cmd.Process.Kill()
+			<-done
+			return fmt.Errorf("redis-server pid %d answers on port %d: %w", pid, r.port, errPortTaken)
+		}
 		if err == nil {
 			break
 		}
@@ -192,6 +201,38 @@ func (r *RedisServer) signal(sig syscall.Signal) error {
 		<-done
 	}
 	return err
+}
+
+// serverPID asks the server at addr for its process id (INFO server).
+func serverPID(addr string) (int, error) {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Write([]byte("INFO server\r\n")); err != nil {
+		return 0, err
+	}
+	br := bufio.NewReader(conn)
+	head, err := br.ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
+	if !strings.HasPrefix(head, "$") || err != nil || n < 0 || n > 1<<20 {
+		return 0, fmt.Errorf("INFO answered %q", head)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(br, body); err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, errors.New("INFO server has no process_id")
 }
 
 // ping sends an inline PING and expects +PONG.

@@ -115,3 +115,22 @@ func TestRedisClusterAndSentinel(t *testing.T) {
 		t.Fatalf("master %s: %v", s.MasterName, err)
 	}
 }
+
+// TestRedisPortTaken: a server started on a port another redis-server
+// already holds reports errPortTaken instead of passing the other's PING
+// off as its own, and the other server keeps serving.
+func TestRedisPortTaken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	a, b := StartRedis(t), StartRedis(t)
+	b.Stop()
+	b.s.port = a.s.Port()
+	err := b.s.Start(context.Background())
+	if !errors.Is(err, errPortTaken) {
+		t.Fatalf("start on a taken port: got %v, want errPortTaken", err)
+	}
+	if err := ping(a.Addr()); err != nil {
+		t.Fatalf("the server holding the port: %v", err)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -195,13 +196,35 @@ func (r *Redis) check(op func(context.Context) error) {
 // Another process may still take it before the caller binds it, so callers
 // retry their start when the bind fails.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("find a free port: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("find a free port: the kernel keeps offering ports already handed out")
 }
+
+// handedOut holds the ports freePort returned in this process: a closed
+// probe listener's port is free again, and two servers starting in
+// parallel could otherwise be given the same one before either binds it.
+// Servers keep their port across restarts, so ports are never returned.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// errPortTaken reports that another server answered on a port a server
+// was started on (another process bound it between probe and start).
+var errPortTaken = errors.New("port taken by another server")
 
 // tail returns the last n lines of the file at path, for error messages
 // about a server that failed to start.
