@@ -380,10 +380,15 @@ func (m *MariaDBServer) checkOwn(ctx context.Context) error {
 	if err := db.QueryRowContext(ctx, "SELECT @@datadir").Scan(&dataDir); err != nil {
 		return fmt.Errorf("mariadb on port %d: read datadir: %w", m.port, err)
 	}
-	if want := filepath.Join(m.dir, "data"); filepath.Clean(dataDir) != want {
-		return fmt.Errorf("mariadb on port %d serves %s, not %s: %w", m.port, dataDir, want, errPortTaken)
+	want := filepath.Join(m.dir, "data")
+	got := filepath.Clean(dataDir)
+	if got == want {
+		return nil
 	}
-	return nil
+	if real, err := filepath.EvalSymlinks(want); err == nil && got == real {
+		return nil // the server reports the resolved path
+	}
+	return fmt.Errorf("mariadb on port %d serves %s, not %s: %w", m.port, dataDir, want, errPortTaken)
 }
 
 // closePools closes the connection pools DB handed out.
