@@ -188,7 +188,8 @@ func processCPU(b *testing.B) time.Duration {
 // BenchmarkLoad: Runtime.Load of the hello plugin with a warm on-disk
 // compilation cache and the default pool (Min 2 instances), each time on a
 // new Runtime (as after a restart: nothing compiled in memory). load-ms/op
-// is Plugin.LoadDuration; ns/op also counts the Runtime's creation, and so
+// is Plugin.LoadDuration, compile-ms/op and instantiate-ms/op its phases
+// (Plugin.LoadPhases); ns/op also counts the Runtime's creation, and so
 // does cpu-ms/op, the process's CPU time (all threads, GC included).
 func BenchmarkLoad(b *testing.B) {
 	if testing.Short() {
@@ -197,15 +198,19 @@ func BenchmarkLoad(b *testing.B) {
 	wasm := testplugins.Bytes(b, "hello")
 	cache := enginetest.PluginCacheDir(b)
 	loadRestarted(b, cache, wasm, host.DefaultPoolConfig()) // warm the on-disk caches
-	var total time.Duration
+	var total, compile, instantiate time.Duration
 	n := 0
 	cpu0 := processCPU(b)
 	for b.Loop() {
-		load, _ := loadRestarted(b, cache, wasm, host.DefaultPoolConfig())
+		load, phases := loadRestarted(b, cache, wasm, host.DefaultPoolConfig())
 		total += load
+		compile += phases.Compile
+		instantiate += phases.Instantiate
 		n++
 	}
 	b.ReportMetric(total.Seconds()*1000/float64(n), "load-ms/op")
+	b.ReportMetric(compile.Seconds()*1000/float64(n), "compile-ms/op")
+	b.ReportMetric(instantiate.Seconds()*1000/float64(n), "instantiate-ms/op")
 	b.ReportMetric((processCPU(b)-cpu0).Seconds()*1000/float64(n), "cpu-ms/op")
 }
 
