@@ -330,12 +330,16 @@ func (m *MariaDBServer) start(ctx context.Context, server string) error {
 				m.port, cmd.ProcessState, tail(m.logPath(), 20))
 		default:
 		}
-		if err := m.ping(ctx); err == nil {
-			if err := m.checkOwn(ctx); err != nil {
-				cmd.Process.Kill()
-				<-done
-				return err
-			}
+		err := m.ping(ctx)
+		if err == nil {
+			err = m.checkOwn(ctx)
+		}
+		if errors.Is(err, errPortTaken) {
+			cmd.Process.Kill()
+			<-done
+			return err
+		}
+		if err == nil {
 			return nil
 		} else if time.Now().After(deadline) || ctx.Err() != nil {
 			cmd.Process.Kill()
