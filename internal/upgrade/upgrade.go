@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,8 +39,8 @@ var ErrNotReady = errors.New("new process did not become ready")
 // The zero value is not usable; call New once at startup.
 type Upgrader struct {
 	mu        sync.Mutex
-	inherited map[string]*os.File // from the parent, not yet claimed
-	listeners []named             // everything Listen returned, in order
+	inherited []inheritedFile // from the parent, not yet claimed, in the parent's order
+	listeners []named         // everything Listen returned, in order
 	readyPipe *os.File
 	reusePort bool
 	upgrading bool
@@ -50,14 +51,23 @@ type named struct {
 	ln   net.Listener
 }
 
+// inheritedFile is a listener handed over by the parent under the address
+// it was configured with. Two listeners may share a name (both "127.0.0.1:0",
+// say): each process opens its listeners in the same order, so the n-th
+// Listen of a name claims the n-th file of that name.
+type inheritedFile struct {
+	name string
+	f    *os.File
+}
+
 // New reads what a parent process handed over, if anything. With reusePort
 // new listeners are opened with SO_REUSEPORT, so several independent
 // processes can share a port.
 func New(reusePort bool) (*Upgrader, error) {
-	u := &Upgrader{inherited: map[string]*os.File{}, reusePort: reusePort}
+	u := &Upgrader{reusePort: reusePort}
 	if v := os.Getenv(envFDs); v != "" {
 		for i, name := range strings.Split(v, ",") {
-			u.inherited[name] = os.NewFile(uintptr(3+i), name)
+			u.inherited = append(u.inherited, inheritedFile{name, os.NewFile(uintptr(3+i), name)})
 		}
 	}
 	if v := os.Getenv(envReady); v != "" {
@@ -80,8 +90,9 @@ func (u *Upgrader) Inherited() bool { return u.readyPipe != nil }
 func (u *Upgrader) Listen(addr string) (net.Listener, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if f, ok := u.inherited[addr]; ok {
-		delete(u.inherited, addr)
+	if i := slices.IndexFunc(u.inherited, func(in inheritedFile) bool { return in.name == addr }); i >= 0 {
+		f := u.inherited[i].f
+		u.inherited = slices.Delete(u.inherited, i, i+1)
 		ln, err := net.FileListener(f)
 		f.Close()
 		if err != nil {
@@ -120,10 +131,10 @@ const soReusePort = 0xf
 func (u *Upgrader) Ready() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for name, f := range u.inherited {
-		f.Close()
-		delete(u.inherited, name)
+	for _, in := range u.inherited {
+		in.f.Close()
 	}
+	u.inherited = nil
 	if u.readyPipe == nil {
 		return nil
 	}

@@ -184,3 +184,39 @@ func TestReusePortAllowsTwoListeners(t *testing.T) {
 	}
 	l2.Close()
 }
+
+// TestInheritedSameName: two listeners configured with the same address
+// ("127.0.0.1:0" for both the server and the admin API) are handed over
+// under the same name; the child's Listen calls, made in the parent's
+// order, must each get their own socket back, not one twice or swapped.
+func TestInheritedSameName(t *testing.T) {
+	var files []inheritedFile
+	var want []string
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := ln.(*net.TCPListener).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, ln.Addr().String())
+		ln.Close() // f holds its own descriptor of the socket
+		files = append(files, inheritedFile{"127.0.0.1:0", f})
+	}
+	u := &Upgrader{inherited: files}
+	for i := range want {
+		ln, err := u.Listen("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		if got := ln.Addr().String(); got != want[i] {
+			t.Fatalf("listener %d: got %s, want %s (the parent's %d-th)", i, got, want[i], i)
+		}
+	}
+	if len(u.inherited) != 0 {
+		t.Fatalf("%d inherited listeners left unclaimed", len(u.inherited))
+	}
+}
