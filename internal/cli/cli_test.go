@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -264,10 +263,9 @@ func TestNewBuildCheckServe(t *testing.T) {
 		t.Fatal("manifest not installed")
 	}
 	cfgFile := filepath.Join(work, "wasmcorn.toml")
-	port := freePort(t)
 	writeFile(t, cfgFile, fmt.Sprintf(`data_dir = %q
 [server]
-listen = "127.0.0.1:%d"
+listen = "127.0.0.1:0"
 [admin]
 listen = "127.0.0.1:0"
 [plugins]
@@ -275,7 +273,7 @@ dir = %q
 cache_dir = %q
 [access_log]
 enabled = false
-`, filepath.Join(work, "data"), port, plugins, testCacheDir()))
+`, filepath.Join(work, "data"), plugins, testCacheDir()))
 	if out, _, err := run(t, nil, "check", "-config", cfgFile); err != nil {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
@@ -287,7 +285,7 @@ enabled = false
 	go func() {
 		done <- (&Env{Stdout: &serveOut, Stderr: &serveErr}).Run(ctx, []string{"serve", "-config", cfgFile})
 	}()
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	base := serveURL(t, serveErr.String)
 	var body string
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -328,12 +326,22 @@ enabled = false
 // testCacheDir is a compilation cache shared by test runs.
 func testCacheDir() string { return filepath.Join(os.TempDir(), "wasmcorn-test-compile-cache") }
 
-func freePort(t *testing.T) int {
+// listeningRE finds the main listener's URL in a serve log (text format).
+var listeningRE = regexp.MustCompile(`msg=listening url=(\S+)`)
+
+// serveURL waits until logs name the URL the server listens on and
+// returns it. The tests' configs listen on port 0, so the kernel picks a
+// free port as the server binds: a port probed before the server starts
+// could be taken by another process in between.
+func serveURL(t *testing.T, logs func() string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	var url string
+	waitFor(t, 90*time.Second, "the server's listening address", logs, func() bool {
+		m := listeningRE.FindStringSubmatch(logs())
+		if m != nil {
+			url = m[1]
+		}
+		return m != nil
+	})
+	return url
 }

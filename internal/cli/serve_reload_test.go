@@ -56,12 +56,11 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(plugins, "hello.wasm"), hello, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
 	cfgFile := filepath.Join(work, "wasmcorn.toml")
 	cfgText := func(level, maxBody string) string {
 		return fmt.Sprintf(`data_dir = %q
 [server]
-listen = "127.0.0.1:%d"
+listen = "127.0.0.1:0"
 max_body_bytes = %q
 [admin]
 listen = "127.0.0.1:0"
@@ -73,7 +72,7 @@ watch = false
 level = %q
 [access_log]
 enabled = false
-`, filepath.Join(work, "data"), port, maxBody, plugins, testCacheDir(), level)
+`, filepath.Join(work, "data"), maxBody, plugins, testCacheDir(), level)
 	}
 	writeFile(t, cfgFile, cfgText("info", "4MiB"))
 
@@ -85,7 +84,7 @@ enabled = false
 		done <- (&Env{Stdout: &serveErr, Stderr: &serveErr}).Run(ctx, []string{"serve", "-config", cfgFile})
 	}()
 	logs := serveErr.String
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	base := serveURL(t, logs)
 	waitFor(t, 90*time.Second, "serving with SIGHUP handled", logs, func() bool {
 		return strings.Contains(logs(), "plugins.watch = false") && httpOK(base+"/hello")
 	})

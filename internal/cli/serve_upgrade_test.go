@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,12 +48,11 @@ func TestBinaryUpgradeUnderLoad(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(plugins, "hello.wasm"), testplugins.Bytes(t, "hello"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
 	pidFile := filepath.Join(work, "wasmcorn.pid")
 	cfgFile := filepath.Join(work, "wasmcorn.toml")
 	writeFile(t, cfgFile, fmt.Sprintf(`data_dir = %q
 [server]
-listen = "127.0.0.1:%d"
+listen = "127.0.0.1:0"
 pid_file = %q
 upgrade_timeout = "60s"
 [admin]
@@ -62,7 +62,7 @@ dir = %q
 cache_dir = %q
 [access_log]
 enabled = false
-`, filepath.Join(work, "data"), port, pidFile, plugins, testCacheDir()))
+`, filepath.Join(work, "data"), pidFile, plugins, testCacheDir()))
 
 	logFile, err := os.Create(filepath.Join(work, "serve.log"))
 	if err != nil {
@@ -86,7 +86,17 @@ enabled = false
 		}
 	})
 
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	// Server and admin both listen on 127.0.0.1:0: the upgrade must hand
+	// each its own socket back.
+	base := serveURL(t, logs)
+	var adminURL string
+	waitFor(t, 30*time.Second, "the admin listener's address", logs, func() bool {
+		m := regexp.MustCompile(`msg="admin listening" url=(\S+)`).FindStringSubmatch(logs())
+		if m != nil {
+			adminURL = m[1]
+		}
+		return m != nil
+	})
 	waitFor(t, 90*time.Second, "server serving with its pid file", logs, func() bool {
 		return readPid(pidFile) == oldPid && httpOK(base+"/hello")
 	})
@@ -160,6 +170,11 @@ enabled = false
 	}
 	if !httpOK(base + "/hello") {
 		t.Fatal("the new process does not serve")
+	}
+	// The admin API kept its own socket: it answers /metrics, and /hello
+	// is not routed there.
+	if !httpOK(adminURL+"/metrics") || httpOK(adminURL+"/hello") {
+		t.Fatalf("admin listener %s after the upgrade is not the admin API\n%s", adminURL, logs())
 	}
 	if err := syscall.Kill(newPid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)

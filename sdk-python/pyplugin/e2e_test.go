@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -53,14 +53,22 @@ func repoRoot(t testing.TB) string {
 	return root
 }
 
-func freePort(t *testing.T) int {
+// serveURL waits until the serve log names the URL the server listens on
+// (port 0 in the config: the kernel picks a free port as the server binds,
+// where a port probed beforehand could be taken in between) and returns it.
+func serveURL(t *testing.T, logs func() string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	re := regexp.MustCompile(`msg=listening url=(\S+)`)
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		if m := re.FindStringSubmatch(logs()); m != nil {
+			return m[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not log its address\n%s", logs())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // buildPlugin runs `wasmcorn build` on src into plugins/, writes manifest
@@ -162,10 +170,9 @@ func TestE2EPythonPlugins(t *testing.T) {
 		"[limits]\ntimeout = \"300ms\"\n[pool]\nmin = 1\nmax = 1\nmax_wait = \"60s\"\n")
 
 	cfgFile := filepath.Join(work, "wasmcorn.toml")
-	port := freePort(t)
 	cfg := fmt.Sprintf(`data_dir = %q
 [server]
-listen = "127.0.0.1:%d"
+listen = "127.0.0.1:0"
 [admin]
 listen = "127.0.0.1:0"
 [plugins]
@@ -176,7 +183,7 @@ enabled = false
 driver = "sqlite"
 [jobs]
 backoff_min = "100ms"
-`, filepath.Join(work, "data"), port, plugins)
+`, filepath.Join(work, "data"), plugins)
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +194,7 @@ backoff_min = "100ms"
 	go func() {
 		done <- (&cli.Env{Stdout: &serveOut, Stderr: &serveErr}).Run(ctx, []string{"serve", "-config", cfgFile})
 	}()
-	c := client{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	c := client{t: t, base: serveURL(t, serveErr.String)}
 	deadline := time.Now().Add(120 * time.Second)
 	for {
 		resp, err := http.Get(c.base + "/py-hello/")
