@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -1278,5 +1279,58 @@ func TestDBMariaDBHang(t *testing.T) {
 	c.Ctx = context.Background()
 	if r := mustQuery(t, c, "main", "SELECT v FROM kv WHERE k = 1"); r.rows[0][0].Str() != "a" {
 		t.Fatalf("after resume: %q, want the uncommitted update rolled back", r.rows[0][0].Str())
+	}
+}
+
+// TestInitTransactionReleased: a transaction a guest opens in _initialize
+// (plugins/testdata/inittx) is rolled back when the instantiation ends,
+// whether _initialize returns or traps: SQLite's only writer is free at
+// once after the load, and the row the transaction inserted is gone.
+func TestInitTransactionReleased(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a Wasm plugin; skipped with -short")
+	}
+	wasm := testplugins.Bytes(t, "inittx")
+	for _, traps := range []bool{false, true} {
+		t.Run(fmt.Sprintf("traps=%v", traps), func(t *testing.T) {
+			ctx := context.Background()
+			set := openSet(t, t.TempDir(), map[string]sqldb.Config{"main": {}})
+			writer, _, _ := set.Pools("main")
+			if _, err := writer.ExecContext(ctx, "CREATE TABLE t (x INTEGER)"); err != nil {
+				t.Fatal(err)
+			}
+			rt, err := NewRuntime(RuntimeOptions{Services: &Services{SQL: set},
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { rt.Close(ctx) })
+			spec := PluginSpec{Name: "inittx", Wasm: wasm, Pool: PoolConfig{Min: 1, Max: 1, MaxWait: time.Second},
+				Limits: DefaultLimits(), Grants: Grants{Databases: []string{"main"}}}
+			if traps {
+				spec.Env = map[string]string{"INITTX_PANIC": "1"}
+			}
+			p, err := rt.Load(ctx, spec)
+			if traps != (err != nil) {
+				t.Fatalf("load: %v (want an error: %v)", err, traps)
+			}
+			if p != nil {
+				t.Cleanup(func() { p.Drain(ctx) })
+			}
+			// Without the rollback this write waits for the writer until
+			// its context ends.
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if _, err := writer.ExecContext(wctx, "INSERT INTO t (x) VALUES (2)"); err != nil {
+				t.Fatalf("write after the load: %v (the init's transaction still holds the writer)", err)
+			}
+			var n int
+			if err := writer.QueryRowContext(wctx, "SELECT count(*) FROM t WHERE x = 1").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Fatalf("the init's insert was committed (%d rows), want it rolled back", n)
+			}
+		})
 	}
 }

@@ -146,7 +146,18 @@ func (pl *pool) reserve() bool {
 func (pl *pool) newInstance(ctx context.Context) (*instance, error) {
 	in := &instance{pool: pl}
 	in.call = Call{Plugin: pl.p.name, Grants: &pl.p.grants, Services: pl.p.rt.services, Log: pl.log}
+	// Host calls the guest's _initialize makes belong to the instantiation,
+	// as a request's belong to the request: they get a deadline (the
+	// engines stop _initialize itself after InitTimeout), and what they
+	// leave open (a transaction, a statement) is released when it ends,
+	// whether _initialize returned or trapped. A transaction left open
+	// would otherwise hold SQLite's only writer until the instance's first
+	// request, or for good after a failed instantiation.
+	ictx, cancel := context.WithTimeout(ctx, engine.InitTimeout)
+	in.call.Ctx = ictx
 	ei, err := pl.mod.Instantiate(ctx, in)
+	in.call.End()
+	cancel()
 	if err != nil {
 		msg := err.Error()
 		pl.lastErr.Store(&msg)

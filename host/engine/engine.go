@@ -10,10 +10,15 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
+	"time"
 )
 
 // FilesGuestPath is where ModuleConfig.Files is mounted in the guest.
 const FilesGuestPath = "/wasmcorn"
+
+// InitTimeout bounds a guest's _initialize, and the host calls it makes,
+// when the context of Module.Instantiate has no earlier deadline.
+const InitTimeout = 60 * time.Second
 
 // Engine compiles WebAssembly modules. Implementations register themselves
 // with Register: wazero (the default) always, wasmtime when the binary is

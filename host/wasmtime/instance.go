@@ -92,9 +92,6 @@ func (m *module) wasiConfig() (*C.wasi_config_t, error) {
 	return wc, nil
 }
 
-// InitTimeout bounds a guest's _initialize when ctx has no earlier deadline.
-const InitTimeout = 60 * time.Second
-
 func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.Instance, error) {
 	in := &instance{mod: m, hc: hc, ctx: ctx}
 	if m.cfg.Stdout != nil {
@@ -173,7 +170,7 @@ func (in *instance) readStores(ptr uint32) ([]abi.InterruptStore, error) {
 // initialize runs _initialize, interrupting it at ctx's deadline or after
 // InitTimeout. Instantiation is rare, so a timer per call is fine here.
 func (in *instance) initialize(ctx context.Context) error {
-	d := InitTimeout
+	d := engine.InitTimeout
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		d = time.Until(dl)
 	}

@@ -558,13 +558,10 @@ type softStore struct {
 	v uint32
 }
 
-// InitTimeout bounds a guest's _initialize when ctx has no earlier deadline.
-const InitTimeout = 60 * time.Second
-
 // initialize runs _initialize, interrupting it at ctx's deadline or after
-// InitTimeout. Instantiation is rare, so a timer per call is fine here.
+// engine.InitTimeout. Instantiation is rare, so a timer per call is fine here.
 func (in *instance) initialize(ctx context.Context) error {
-	d := InitTimeout
+	d := engine.InitTimeout
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		d = time.Until(dl)
 	}
