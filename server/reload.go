@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strconv"
 	"time"
 
@@ -27,8 +28,21 @@ func (s *Server) Replace(ctx context.Context, set *Set) *Set {
 }
 
 // retire drains the plugins of old, the Set set replaced, that set does
-// not contain, once no request routed on old is running.
+// not contain, once no request routed on old, or on an earlier Set still
+// running requests, is running: a plugin kept unchanged across reloads
+// may have requests in flight on any of them.
 func (s *Server) retire(ctx context.Context, old, set *Set) {
+	s.replacedMu.Lock()
+	waitOn := []*Set{old}
+	for _, r := range s.replaced {
+		if r.active.Load() > 0 {
+			waitOn = append(waitOn, r)
+		}
+	}
+	s.replaced = waitOn
+	waitOn = slices.Clone(waitOn)
+	s.replacedMu.Unlock()
+
 	keep := map[Plugin]bool{}
 	for _, m := range set.plugins {
 		keep[m.plugin] = true
@@ -42,11 +56,17 @@ func (s *Server) retire(ctx context.Context, old, set *Set) {
 	if len(retire) == 0 {
 		return
 	}
+	running := func() (n int64) {
+		for _, r := range waitOn {
+			n += r.active.Load()
+		}
+		return n
+	}
 	deadline := time.Now().Add(s.cfg.Server.ShutdownTimeout.D())
-	for old.active.Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+	for running() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if n := old.active.Load(); n > 0 {
+	if n := running(); n > 0 {
 		s.log.Warn("reload: requests still running on the previous plugins; draining anyway", "requests", n)
 	}
 	drainEntries(ctx, retire, s.log)
@@ -58,9 +78,11 @@ func (s *Server) retire(ctx context.Context, old, set *Set) {
 // instances its previous version had live (so the swap causes no burst of
 // cold instantiations under load); a removed one stops serving. A plugin
 // that fails to load while an older version is serving keeps the older
-// version, and the failure shows on the status page. The returned error
-// lists the plugins that failed (the server keeps serving either way); it
-// is nil when every plugin loaded. Concurrent calls run one after the
+// version, and the failure shows on the status page; so does a new
+// version whose routes conflict with another plugin's (a plugin already
+// serving keeps its routes against a new one, whatever the names' order).
+// The returned error lists the plugins that failed (the server keeps
+// serving either way); it is nil when every plugin loaded. Concurrent calls run one after the
 // other. The phases' durations are logged and kept for the status page
 // (LastReload).
 func (s *Server) ReloadDir(ctx context.Context, cfg *config.Config, l Loader, opts LoadOptions) error {
@@ -118,9 +140,28 @@ func (s *Server) ReloadDir(ctx context.Context, cfg *config.Config, l Loader, op
 			reused[e.Plugin] = true
 		}
 	}
-	set, rejected := NewSet(entries, failures)
-	logRejected(log, set, rejected)
+	// Plugins already serving win route conflicts against new ones; a new
+	// version whose routes conflict is treated like one that failed to
+	// load: the serving version stays.
+	set, rejected := newSet(entries, failures, reused)
 	var fresh []Entry
+	if kept := keepServing(set, rejected, current, reused, log); len(kept) > 0 {
+		for i, e := range entries {
+			if cur, ok := kept[e.Plugin.Name()]; ok && e.Plugin != cur.Plugin {
+				fresh = append(fresh, e) // the conflicting new version
+				entries[i] = cur
+				reused[cur.Plugin] = true
+			}
+		}
+		carried := append([]LoadFailure(nil), failures...)
+		for _, f := range set.failures {
+			if _, ok := kept[f.Plugin]; ok {
+				carried = append(carried, f) // why the new version is not serving
+			}
+		}
+		set, rejected = newSet(entries, carried, reused)
+	}
+	logRejected(log, set, rejected)
 	for _, e := range rejected {
 		if !reused[e.Plugin] {
 			fresh = append(fresh, e) // never served: drain now
@@ -146,6 +187,26 @@ func (s *Server) ReloadDir(ctx context.Context, cfg *config.Config, l Loader, op
 		return &ReloadError{Failures: set.Failures()}
 	}
 	return nil
+}
+
+// keepServing returns, by name, the serving versions (in current) of the
+// plugins whose new version set rejected for its routes.
+func keepServing(set *Set, rejected []Entry, current map[string]Entry, reused map[Plugin]bool, log *slog.Logger) map[string]Entry {
+	var kept map[string]Entry
+	for _, e := range rejected {
+		name := e.Plugin.Name()
+		cur, ok := current[name]
+		if !ok || reused[e.Plugin] || set.Plugin(name) != nil {
+			continue
+		}
+		if kept == nil {
+			kept = map[string]Entry{}
+		}
+		kept[name] = cur
+		log.Warn("reload: keeping the serving version of a plugin whose new routes were refused",
+			"plugin", name, "hash", shortHash(cur.Plugin.Hash()))
+	}
+	return kept
 }
 
 // warmLike grows each plugin of set loaded by this reload (not in reused)

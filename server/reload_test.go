@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/wasmcorn/wasmcorn/abi"
 	"github.com/wasmcorn/wasmcorn/host"
 	"github.com/wasmcorn/wasmcorn/internal/testplugins"
 )
@@ -98,4 +101,94 @@ func TestShutdownDuringReload(t *testing.T) {
 		!strings.Contains(err.Error(), "shutting down") {
 		t.Fatalf("reload after the shutdown: %v", err)
 	}
+}
+
+// TestRetireWaitsForOlderSets: a plugin kept unchanged by one reload and
+// removed by the next is drained only after the requests routed on the
+// Set before both have finished, not just those on the Set the second
+// reload replaced.
+func TestRetireWaitsForOlderSets(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var drainedWhileRunning atomic.Bool
+	var p *fakePlugin
+	p = &fakePlugin{name: "p", fn: func(r *abi.Request) (abi.Response, error) {
+		close(entered)
+		<-release
+		drainedWhileRunning.Store(p.drained.Load())
+		return textResponse(200, "ok"), nil
+	}}
+	ts := startServer(t, nil, Options{}, Entry{Plugin: p})
+	done := make(chan result, 1)
+	go func() { done <- get(t, ts.url+"/p") }()
+	<-entered
+
+	keep, _ := NewSet([]Entry{{Plugin: p}}, nil)
+	ts.Replace(context.Background(), keep) // p unchanged: nothing to drain
+	empty, _ := NewSet(nil, nil)
+	replaced := make(chan struct{})
+	go func() {
+		ts.Replace(context.Background(), empty) // p removed
+		close(replaced)
+	}()
+	select {
+	case <-replaced:
+		t.Fatal("the second reload drained p while a request from the first Set was running on it")
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	if r := <-done; r.status != 200 {
+		t.Fatalf("the request: %d %q", r.status, r.body)
+	}
+	<-replaced
+	if drainedWhileRunning.Load() || !p.drained.Load() {
+		t.Fatalf("drained while running %v, drained after %v; want false, true", drainedWhileRunning.Load(), p.drained.Load())
+	}
+}
+
+// TestReloadRouteConflictKeepsServing: a reload never takes a serving
+// plugin down over a route conflict. A new version whose routes conflict
+// is refused like one that fails to load (the serving version stays), and
+// a new plugin that claims a serving plugin's routes is the one left out,
+// whatever the names' order.
+func TestReloadRouteConflictKeepsServing(t *testing.T) {
+	env := startE2E(t, e2ePlugin{name: "echo", build: "echo"}, e2ePlugin{name: "hello", build: "hello"})
+	serving := func(path string) {
+		t.Helper()
+		if r := get(t, env.url+path); r.status != 200 {
+			t.Fatalf("GET %s: %d %q", path, r.status, r.body)
+		}
+	}
+	serving("/hello")
+	serving("/echo/x")
+	helloHash := env.Current().Plugin("hello").Hash()
+	failed := func(err error, plugin string) {
+		t.Helper()
+		var re *ReloadError
+		if !errors.As(err, &re) || len(re.Failures) != 1 || re.Failures[0].Plugin != plugin {
+			t.Fatalf("reload error %v, want one failure, of %s", err, plugin)
+		}
+	}
+
+	// A new manifest for hello that also claims echo's routes.
+	writePlugin(t, env.dir, e2ePlugin{name: "hello", build: "hello",
+		manifest: "[[routes]]\npath = \"/hello\"\n[[routes]]\npath = \"/echo/*\"\n"})
+	failed(env.ReloadDir(context.Background(), env.cfg, env.rt, LoadOptions{}), "hello")
+	serving("/hello")
+	serving("/echo/x")
+	if p := env.Current().Plugin("hello"); p == nil || p.Hash() != helloHash {
+		t.Fatalf("hello after the refused version: %v, want the serving one", p)
+	}
+
+	// A new plugin, first by name, claiming echo's routes.
+	writePlugin(t, env.dir, e2ePlugin{name: "aaa", build: "hello", manifest: "[[routes]]\npath = \"/echo/*\"\n"})
+	err := env.ReloadDir(context.Background(), env.cfg, env.rt, LoadOptions{})
+	var re *ReloadError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "aaa") {
+		t.Fatalf("reload error %v, want aaa refused", err)
+	}
+	if env.Current().Plugin("aaa") != nil {
+		t.Fatal("aaa serves, taking echo's routes")
+	}
+	serving("/echo/x")
+	serving("/hello")
 }

@@ -96,19 +96,24 @@ type Server struct {
 
 	set atomic.Pointer[Set]
 
-	main, admin   *fasthttp.Server
-	ln, adminLn   net.Listener
-	mainLn        *lingerListener // under ln's TLS, if any
-	handoff       atomic.Bool     // Handoff was called
-	listenMu      sync.Mutex
-	started       time.Time
-	serving       atomic.Bool
-	shuttingDown  atomic.Bool
-	inflight      atomic.Int64
-	baseCtx       context.Context
-	cancelBase    context.CancelFunc
-	reloadMu      sync.Mutex // serializes POST /admin/reload
-	reloadDirMu   sync.Mutex // serializes ReloadDir
+	main, admin  *fasthttp.Server
+	ln, adminLn  net.Listener
+	mainLn       *lingerListener // under ln's TLS, if any
+	handoff      atomic.Bool     // Handoff was called
+	listenMu     sync.Mutex
+	started      time.Time
+	serving      atomic.Bool
+	shuttingDown atomic.Bool
+	inflight     atomic.Int64
+	baseCtx      context.Context
+	cancelBase   context.CancelFunc
+	reloadMu     sync.Mutex // serializes POST /admin/reload
+	reloadDirMu  sync.Mutex // serializes ReloadDir
+	// replaced are the Sets replaced while requests routed on them may
+	// still be running; retire waits for them before draining a plugin,
+	// which may have served on any of them, not only the last one.
+	replacedMu    sync.Mutex
+	replaced      []*Set
 	lastReload    atomic.Pointer[ReloadReport]
 	rid           ridGen
 	secHeaders    [][2]string

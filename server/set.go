@@ -99,8 +99,20 @@ const ParamHeaderPrefix = "X-Wasmcorn-Param-"
 // failures are earlier load failures to carry into the Set for the
 // status page and readiness.
 func NewSet(entries []Entry, failures []LoadFailure) (*Set, []Entry) {
+	return newSet(entries, failures, nil)
+}
+
+// newSet is NewSet where the plugins in first are added before the others
+// (each group in name order), so that on a route conflict a plugin already
+// serving keeps its routes and the newcomer is the one left out.
+func newSet(entries []Entry, failures []LoadFailure, first map[Plugin]bool) (*Set, []Entry) {
 	sorted := append([]Entry(nil), entries...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Plugin.Name() < sorted[j].Plugin.Name() })
+	sort.Slice(sorted, func(i, j int) bool {
+		if fi, fj := first[sorted[i].Plugin], first[sorted[j].Plugin]; fi != fj {
+			return fi
+		}
+		return sorted[i].Plugin.Name() < sorted[j].Plugin.Name()
+	})
 	s := &Set{created: time.Now(), failures: append([]LoadFailure(nil), failures...)}
 	var b router.Builder[*target]
 	var rejected []Entry
@@ -127,6 +139,7 @@ func NewSet(entries []Entry, failures []LoadFailure) (*Set, []Entry) {
 		}
 		s.plugins = append(s.plugins, m)
 	}
+	sort.Slice(s.plugins, func(i, j int) bool { return s.plugins[i].name < s.plugins[j].name })
 	sort.Slice(s.failures, func(i, j int) bool { return s.failures[i].Plugin < s.failures[j].Plugin })
 	s.table = b.Build()
 	return s, rejected
