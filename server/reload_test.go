@@ -3,9 +3,9 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
-	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
