@@ -32,7 +32,7 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx) {
 	}
 	switch path {
 	case "/healthz", "/readyz":
-		s.serveHealth(ctx, ctx.Path())
+		s.serveHealth(ctx, ctx.Path(), true)
 		return
 	case "/admin/reload":
 		if !ctx.IsPost() {
@@ -73,9 +73,11 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx) {
 }
 
 // serveHealth answers /healthz (the process is alive) and /readyz (every
-// configured plugin loaded and not shutting down; 503 with the reasons
-// otherwise).
-func (s *Server) serveHealth(ctx *fasthttp.RequestCtx, path []byte) {
+// configured plugin loaded and not shutting down; 503 otherwise, with the
+// reasons when detail is set). The public listener gets no detail: the
+// reasons name plugins, manifests, databases and load errors, which are
+// for the admin listener and the status page only.
+func (s *Server) serveHealth(ctx *fasthttp.RequestCtx, path []byte, detail bool) {
 	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
 	ctx.Response.Header.Set("Cache-Control", "no-store")
 	if bytes.Equal(path, strHealthz) {
@@ -90,6 +92,10 @@ func (s *Server) serveHealth(ctx *fasthttp.RequestCtx, path []byte) {
 		return
 	}
 	ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+	if !detail {
+		ctx.Response.SetBodyString("not ready\n")
+		return
+	}
 	ctx.Response.SetBodyString("not ready:\n" + strings.Join(why, "\n") + "\n")
 }
 

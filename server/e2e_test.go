@@ -208,6 +208,11 @@ func TestE2EBadPluginsSkippedOthersServe(t *testing.T) {
 	if res := get(t, env.admin+"/readyz"); res.status != 503 || !strings.Contains(res.body, "badabi") {
 		t.Errorf("readyz with failed plugins: %d %q", res.status, res.body)
 	}
+	// The public listener says not ready without the reasons (plugin
+	// names, load errors are for the admin listener).
+	if res := get(t, env.url+"/readyz"); res.status != 503 || res.body != "not ready\n" {
+		t.Errorf("public readyz with failed plugins: %d %q, want 503 \"not ready\"", res.status, res.body)
+	}
 	if page := get(t, env.admin+"/status").body; !strings.Contains(page, "badabi") || !strings.Contains(page, "<b>hello</b>") {
 		t.Error("status page lacks the failed or the serving plugins")
 	}

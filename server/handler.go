@@ -104,7 +104,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
 	if s.cfg.Server.HealthEndpoints && (bytes.Equal(path, strHealthz) || bytes.Equal(path, strReadyz)) {
 		st.h = &s.builtin.health
-		s.serveHealth(ctx, path)
+		s.serveHealth(ctx, path, false)
 		return
 	}
 	for i := range s.static {
