@@ -145,7 +145,7 @@ func (s *Server) callPlugin(ctx *fasthttp.RequestCtx, st *reqState, t *target) {
 	r.RemoteAddr = st.addr
 	r.RequestID = st.rid
 	for k, v := range ctx.Request.Header.AllInOrder() {
-		if hasPrefixFold(k, ParamHeaderPrefix) {
+		if isParamHeader(k) {
 			continue
 		}
 		r.Headers = append(r.Headers, abi.Header{Name: k, Value: v})
@@ -489,6 +489,28 @@ func equalFoldBytes(b []byte, s string) bool {
 	return true
 }
 
-func hasPrefixFold(b []byte, prefix string) bool {
-	return len(b) >= len(prefix) && equalFoldBytes(b[:len(prefix)], prefix)
+// isParamHeader reports whether a client's header name starts with
+// ParamHeaderPrefix, ignoring case and counting '_' as '-': CGI-style
+// environments (the Python SDK's WSGI bridge) map both to '_', so
+// X_Wasmcorn_Param_id would reach a Python handler as the route's {id}.
+func isParamHeader(name []byte) bool {
+	if len(name) < len(ParamHeaderPrefix) {
+		return false
+	}
+	for i := 0; i < len(ParamHeaderPrefix); i++ {
+		x, y := name[i], ParamHeaderPrefix[i]
+		if x == '_' {
+			x = '-'
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

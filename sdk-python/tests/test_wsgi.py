@@ -25,6 +25,15 @@ def test_environ():
     assert "HTTP_CONTENT_TYPE" not in env
 
 
+def test_environ_drops_underscore_headers():
+    # An underscore header would share the environ key of its dashed twin.
+    req = Request("GET", "/", "", [("X-Wasmcorn-Param-id", "7"), ("X_Wasmcorn_Param_id", "spoofed"),
+                                   ("X_Forwarded_For", "1.2.3.4"), ("X-Ok", "1")], b"")
+    env = wsgi.environ_for(req)
+    assert env["HTTP_X_WASMCORN_PARAM_ID"] == "7"
+    assert "HTTP_X_FORWARDED_FOR" not in env and env["HTTP_X_OK"] == "1"
+
+
 def test_minimal_wsgi_app_and_close():
     closed = []
 

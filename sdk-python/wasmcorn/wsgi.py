@@ -71,6 +71,11 @@ def environ_for(request):
     if request.request_id:
         env["REQUEST_ID"] = request.request_id
     for k, v in request.headers._items:
+        if "_" in k:
+            # X_Forwarded_For would land on the key of X-Forwarded-For,
+            # X_Wasmcorn_Param_id on a route parameter's: dropped, as
+            # nginx and gunicorn drop them.
+            continue
         key = k.upper().replace("-", "_")
         if key in _NO_HTTP_PREFIX:
             env[key] = v
