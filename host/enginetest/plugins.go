@@ -309,6 +309,7 @@ func runHostile(t *testing.T, engineName string) {
 		{"badptr", "/badptr/in", "", engine.ErrTrap, 0, ""},
 		{"badptr", "/badptr/out", "", engine.ErrTrap, 0, ""},
 		{"badptr", "/badptr/result", "", engine.ErrTrap, 0, ""},
+		{"badptr", "/badptr/result-none", "", engine.ErrTrap, 0, ""},
 		{"badresp", "/badresp/", "", nil, 200, "ok\n"},
 		{"badresp", "/badresp/oob", "", engine.ErrTrap, 0, ""},
 		{"badalloc", "/badalloc/", "", engine.ErrTrap, 0, ""},

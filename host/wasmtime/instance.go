@@ -456,13 +456,15 @@ func (in *instance) hostCall(op, inPtr, inLen, outPtr, outCap uint32) (uint32, s
 
 // hostResult serves wasmcorn.result.
 func (in *instance) hostResult(ptr, capacity uint32) (int32, string) {
+	// The whole region the guest names must be memory (ABI.md), whether or
+	// not anything is copied into it, as for call's reply region.
+	mem := in.memory(ptr, capacity)
+	if uint64(ptr)+uint64(capacity) > uint64(len(mem)) {
+		return 0, fmt.Sprintf("wasmcorn.result: region %#x+%d outside memory of %d bytes", ptr, capacity, len(mem))
+	}
 	n := uint32(len(in.reply))
 	if !in.pending || n > capacity {
 		return -1, ""
-	}
-	mem := in.memory(ptr, n)
-	if uint64(ptr)+uint64(n) > uint64(len(mem)) {
-		return 0, fmt.Sprintf("wasmcorn.result: region %#x+%d outside memory of %d bytes", ptr, n, len(mem))
 	}
 	copy(mem[ptr:], in.reply)
 	in.pending = false

@@ -4,6 +4,7 @@
 //	/badptr/out     a reply region past the end of linear memory
 //	/badptr/result  result into a region past the end of memory, after a
 //	                call left a reply pending
+//	/badptr/result-none  the same with no reply pending
 //	/badptr/ok      a well-formed call (log), then 200: the control case
 //	anything else   an argument region past the end of linear memory
 //
@@ -45,6 +46,8 @@ func handle(w http.ResponseWriter, r *http.Request) {
 	case "/badptr/result":
 		n := call(uint32(abi.OpLog), ptr(msg), uint32(len(msg)), ptr(scratch[:]), 0) // reply pending
 		result(far, uint32(n))
+	case "/badptr/result-none":
+		result(far, 64)
 	default:
 		call(uint32(abi.OpLog), far, 64, ptr(scratch[:]), uint32(len(scratch)))
 	}
