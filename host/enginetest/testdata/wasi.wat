@@ -4,6 +4,8 @@
 ;;   "prnt"  writes two lines to stdout and one to stderr
 ;;   "read"  body = contents of in.txt in the first preopened directory
 ;;   "writ"  creates out.txt there and writes "written" into it
+;;   "syml"  creates the symbolic link esc -> ../../../../../../../../etc there
+;;   "rdes"  body = contents of esc/passwd there (through that link)
 ;; A failed WASI call answers status 500 with the errno as a 4-byte LE body.
 (module
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -11,6 +13,7 @@
   (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
   (import "wasi_snapshot_preview1" "path_open"
     (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_symlink" (func $path_symlink (param i32 i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "environ_sizes_get" (func $environ_sizes_get (param i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "environ_get" (func $environ_get (param i32 i32) (result i32)))
   (memory (export "memory") 2)
@@ -20,6 +23,9 @@
   (data (i32.const 200) "out line 1\nout line 2\n")
   (data (i32.const 240) "err line\n")
   (data (i32.const 260) "written")
+  (data (i32.const 300) "../../../../../../../../etc")
+  (data (i32.const 340) "esc")
+  (data (i32.const 350) "esc/passwd")
   (func (export "wasmcorn_abi_version") (result i32) (i32.const 1))
   (func (export "wasmcorn_alloc") (param $n i32) (result i32)
     (if (i32.gt_u (local.get $n) (i32.const 65536)) (then (return (i32.const 0))))
@@ -78,4 +84,21 @@
         (if (local.get $e) (then (return (call $fail (local.get $e)))))
         (drop (call $fd_close (i32.load (i32.const 28))))
         (return (call $respond (i32.const 200) (i32.const 0)))))
+    ;; "syml": 200 on success, else the errno
+    (if (i32.eq (local.get $action) (i32.const 0x6c6d7973))
+      (then (local.set $e (call $path_symlink (i32.const 300) (i32.const 27) (i32.const 3) (i32.const 340) (i32.const 3)))
+        (if (local.get $e) (then (return (call $fail (local.get $e)))))
+        (return (call $respond (i32.const 200) (i32.const 0)))))
+    ;; "rdes": path_open with LOOKUP_SYMLINK_FOLLOW
+    (if (i32.eq (local.get $action) (i32.const 0x73656472))
+      (then
+        (local.set $e (call $path_open (i32.const 3) (i32.const 1) (i32.const 350) (i32.const 10)
+          (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 28)))
+        (if (local.get $e) (then (return (call $fail (local.get $e)))))
+        (i32.store (i32.const 16) (i32.const 1036))
+        (i32.store (i32.const 20) (i32.const 2048))
+        (local.set $e (call $fd_read (i32.load (i32.const 28)) (i32.const 16) (i32.const 1) (i32.const 24)))
+        (if (local.get $e) (then (return (call $fail (local.get $e)))))
+        (drop (call $fd_close (i32.load (i32.const 28))))
+        (return (call $respond (i32.const 200) (i32.load (i32.const 24))))))
     (call $respond (i32.const 400) (i32.const 0))))

@@ -25,6 +25,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
@@ -182,7 +183,7 @@ func (e *Engine) Compile(ctx context.Context, name string, wasm []byte, cfg engi
 		}
 		for _, d := range cfg.Dirs {
 			if d.ReadWrite {
-				fc = fc.WithDirMount(d.HostPath, d.GuestPath)
+				fc = fc.(sysfs.FSConfig).WithSysFSMount(newConfinedFS(d.HostPath), d.GuestPath)
 			} else {
 				fc = fc.WithReadOnlyDirMount(d.HostPath, d.GuestPath)
 			}
