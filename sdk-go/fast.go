@@ -259,7 +259,7 @@ func (c *Ctx) finish(dst []byte) []byte {
 	if !bodyAllowed(c.status) {
 		c.body = c.body[:0]
 	}
-	if len(c.body) > 0 && headerValue(c.hdrs, "Content-Type") == nil {
+	if len(c.body) > 0 && headerValue(c.hdrs, "Content-Type") == nil && len(headerValue(c.hdrs, "Content-Encoding")) == 0 {
 		ct := http.DetectContentType(c.body[:min(len(c.body), sniffLen)])
 		c.hdrs = append(c.hdrs, abi.Header{Name: immutableBytes("Content-Type"), Value: immutableBytes(ct)})
 	}

@@ -151,6 +151,14 @@ func TestFastResponse(t *testing.T) {
 	if ct := respHeader(resp, "Content-Type"); !slices.Equal(ct, []string{"text/html; charset=utf-8"}) {
 		t.Fatalf("sniffed %q", ct)
 	}
+	// Nor one for an encoded body, as net/http.
+	resp = fastTrip(t, &g, func(c *Ctx) {
+		c.SetHeader("Content-Encoding", "gzip")
+		c.WriteString("\x1f\x8b\x08\x00compressed")
+	}, getReq("/", ""))
+	if ct := respHeader(resp, "Content-Type"); ct != nil {
+		t.Fatalf("sniffed %q for a gzip-encoded body", ct)
+	}
 	// No body, no Content-Type; the previous request's headers are gone.
 	resp = fastTrip(t, &g, func(c *Ctx) {}, getReq("/", ""))
 	if resp.Status != 200 || len(resp.Headers) != 0 || len(resp.Body) != 0 {

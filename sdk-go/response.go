@@ -134,10 +134,12 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	if !bodyAllowed(w.status) {
 		return 0, http.ErrBodyNotAllowed
 	}
-	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+	// Counted before the check, as net/http does: once a write went past
+	// the declared length, every later one fails too.
+	w.written += int64(len(p))
+	if w.declared >= 0 && w.written > w.declared {
 		return 0, http.ErrContentLength
 	}
-	w.written += int64(len(p))
 	if w.head {
 		if n := sniffLen - len(w.body); n > 0 {
 			w.body = append(w.body, p[:min(n, len(p))]...)
@@ -162,13 +164,14 @@ func (w *responseWriter) Flush() {
 }
 
 // finish appends the encoded response to dst and returns it: the implicit
-// 200, a sniffed Content-Type when the handler set none (as net/http does),
-// and the body (empty for HEAD).
+// 200, a sniffed Content-Type when the handler set none and no
+// Content-Encoding (as net/http does: compressed bytes say nothing of the
+// content), and the body (empty for HEAD).
 func (w *responseWriter) finish(dst []byte) []byte {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !w.haveType && len(w.body) > 0 && bodyAllowed(w.status) {
+	if !w.haveType && len(w.body) > 0 && bodyAllowed(w.status) && len(headerValue(w.hdrs, "Content-Encoding")) == 0 {
 		ct := http.DetectContentType(w.body[:min(len(w.body), sniffLen)])
 		w.hdrs = append(w.hdrs, abi.Header{Name: immutableBytes("Content-Type"), Value: immutableBytes(ct)})
 	}

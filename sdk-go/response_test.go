@@ -34,6 +34,10 @@ func TestResponseWriter(t *testing.T) {
 			w.WriteHeader(201)
 			w.Write([]byte(`{}`))
 		}, want{201, map[string][]string{"Content-Type": {"application/json"}}, "{}"}},
+		{"content encoding suppresses sniffing", "GET", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write([]byte("\x1f\x8b\x08\x00compressed"))
+		}, want{200, map[string][]string{"Content-Type": nil, "Content-Encoding": {"gzip"}}, "\x1f\x8b\x08\x00compressed"}},
 		{"nil content type suppresses sniffing", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.Header()["Content-Type"] = nil
 			w.Write([]byte("plain"))
@@ -69,6 +73,15 @@ func TestResponseWriter(t *testing.T) {
 				panic(fmt.Sprintf("Write past Content-Length: %v", err))
 			}
 		}, want{200, nil, "abc"}},
+		{"content length error sticks", "GET", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "3")
+			if _, err := w.Write([]byte("abcd")); !errors.Is(err, http.ErrContentLength) {
+				panic(fmt.Sprintf("Write past Content-Length: %v", err))
+			}
+			if _, err := w.Write([]byte("abc")); !errors.Is(err, http.ErrContentLength) {
+				panic(fmt.Sprintf("a later Write that would fit: %v, want ErrContentLength as net/http", err))
+			}
+		}, want{200, nil, ""}},
 		{"1xx ignored", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(103)
 			w.WriteHeader(200)
