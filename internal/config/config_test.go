@@ -508,3 +508,31 @@ func TestExampleMatchesDefaults(t *testing.T) {
 		t.Fatalf("example differs from Default():\nexample %+v\ndefault %+v", *c, *Default())
 	}
 }
+
+// TestSameAddr: the admin listener is refused on any spelling of the public
+// listener's socket (with reuse_port both would bind, sharing connections).
+func TestSameAddr(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{
+		{"127.0.0.1:8080", "127.0.0.1:8080", true},
+		{"0.0.0.0:8080", "127.0.0.1:8080", true},
+		{":8080", "[::1]:8080", true},
+		{"[::]:8080", "10.0.0.1:8080", true},
+		{"0.0.0.0:18491", "0.0.0.0:018491", true},
+		{"localhost:9090", "127.0.0.1:9090", true},
+		{"LOCALHOST:9090", "[::1]:9090", true},
+		{"[::ffff:127.0.0.1]:9090", "127.0.0.1:9090", true},
+		{"127.0.0.1:8080", "127.0.0.1:9090", false},
+		{"127.0.0.1:8080", "127.0.0.2:8080", false},
+		{"localhost:9090", "10.0.0.1:9090", false},
+		{"127.0.0.1:0", "127.0.0.1:0", false},
+		{"127.0.0.1:00", "127.0.0.1:0", false},
+		{"nonsense", "127.0.0.1:8080", false},
+	} {
+		if got := sameAddr(c.a, c.b); got != c.same {
+			t.Errorf("sameAddr(%q, %q) = %v, want %v", c.a, c.b, got, c.same)
+		}
+	}
+}

@@ -249,16 +249,54 @@ func checkAddr(p *problems, key, addr string, needHost bool) {
 	}
 }
 
-// sameAddr reports whether two listen addresses name the same socket;
-// port 0 (any free port) never collides.
+// sameAddr reports whether two listen addresses can name the same socket;
+// port 0 (any free port) never collides. Ports compare as numbers ("018491"
+// is 18491) and hosts as the addresses they stand for ("localhost" is
+// 127.0.0.1 and ::1): with reuse_port both listeners would bind, and the
+// kernel would hand the admin endpoints some of the public connections.
 func sameAddr(a, b string) bool {
 	ha, pa, err1 := net.SplitHostPort(a)
 	hb, pb, err2 := net.SplitHostPort(b)
-	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
+	na, err3 := strconv.ParseUint(pa, 10, 16)
+	nb, err4 := strconv.ParseUint(pb, 10, 16)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || na != nb || na == 0 {
 		return false
 	}
-	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
-	return ha == hb || wild(ha) || wild(hb)
+	ipsA, ipsB := hostIPs(ha), hostIPs(hb)
+	if ipsA == nil || ipsB == nil { // a wildcard
+		return true
+	}
+	for _, x := range ipsA {
+		for _, y := range ipsB {
+			if x.Equal(y) {
+				return true
+			}
+		}
+	}
+	return strings.EqualFold(ha, hb)
+}
+
+// hostIPs returns the addresses a listen host binds, nil for a wildcard.
+// A name is looked up (the server would resolve it to bind anyway); one
+// that does not resolve yields no address.
+func hostIPs(h string) []net.IP {
+	if ip := net.ParseIP(h); ip != nil {
+		if ip.IsUnspecified() {
+			return nil
+		}
+		return []net.IP{ip}
+	}
+	if h == "" {
+		return nil
+	}
+	if strings.EqualFold(h, "localhost") {
+		return []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	}
+	ips, err := net.LookupIP(h)
+	if err != nil || len(ips) == 0 {
+		return []net.IP{} // not a wildcard: compared by name only
+	}
+	return ips
 }
 
 func checkFile(p *problems, key, path string) {
