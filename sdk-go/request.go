@@ -1,10 +1,13 @@
 package wasmcorn
 
 import (
+	"context"
 	"crypto/tls"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/wasmcorn/wasmcorn/abi"
@@ -73,7 +76,62 @@ type requestParts struct {
 	req  http.Request
 	url  url.URL
 	body stringBody
+	ctx  requestContext
 	vals [8]string // header values, when there are at most 8 headers
+}
+
+// requestContext is a request's context: cancelled when the handler
+// returns, as net/http's server does, so that goroutines waiting on
+// r.Context().Done(), context.AfterFunc callbacks and database/sql
+// transactions begun with it (rolled back on cancellation) end with the
+// request. Its channel is made only when someone asks for it; a request
+// whose handler never looks costs nothing more.
+type requestContext struct {
+	mu   sync.Mutex
+	done chan struct{}
+	err  error
+}
+
+func (*requestContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (*requestContext) Value(any) any                { return nil }
+
+func (c *requestContext) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.err != nil {
+			close(c.done)
+		}
+	}
+	return c.done
+}
+
+func (c *requestContext) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// cancel ends the context; the handler has returned.
+func (c *requestContext) cancel() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = context.Canceled
+		if c.done != nil {
+			close(c.done)
+		}
+	}
+}
+
+func (*requestContext) String() string { return "wasmcorn.requestContext" }
+
+// cancelRequest cancels the context newRequest gave r.
+func cancelRequest(r *http.Request) {
+	if c, ok := r.Context().(*requestContext); ok {
+		c.cancel()
+	}
 }
 
 // newRequest builds an *http.Request from ar, whose fields alias an
@@ -81,7 +139,8 @@ type requestParts struct {
 // sets for an incoming request: Method, URL (with Scheme and Host filled
 // in), Proto 1.1, Header (canonical keys, without Host, with X-Request-Id
 // set to the server's request id), Host, RemoteAddr, RequestURI, Body,
-// ContentLength and, for https, TLS. The context is context.Background().
+// ContentLength and, for https, TLS. The context is cancelled when the
+// handler returns (cancelRequest).
 func newRequest(ar *abi.Request) *http.Request {
 	method := str(ar.Method)
 	if method == "" {
@@ -149,7 +208,7 @@ func newRequest(ar *abi.Request) *http.Request {
 		h[RequestIDHeader] = vals[n-1 : n : n]
 	}
 
-	p.req = http.Request{
+	req := http.Request{
 		Method:     method,
 		URL:        u,
 		Proto:      "HTTP/1.1",
@@ -161,6 +220,7 @@ func newRequest(ar *abi.Request) *http.Request {
 		RequestURI: u.RequestURI(),
 		Body:       http.NoBody,
 	}
+	p.req = *req.WithContext(&p.ctx) // the copy stays on the stack
 	if len(ar.Body) > 0 {
 		p.body.Reset(str(ar.Body))
 		p.req.Body = &p.body

@@ -120,7 +120,9 @@ func (g *guest) handle(msg []byte) []byte {
 		return g.out
 	}
 	g.w.reset(r.Method)
-	if g.serve(h, r) {
+	ok := g.serve(h, r)
+	cancelRequest(r)
+	if ok {
 		g.out = g.w.finish(g.out[:0])
 	} else {
 		g.out = errorResponse(g.out[:0], http.StatusInternalServerError, "internal server error\n")

@@ -1,10 +1,13 @@
 package wasmcorn
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wasmcorn/wasmcorn/abi"
 )
@@ -220,5 +223,45 @@ func BenchmarkHandleHello(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		g.handle(in)
+	}
+}
+
+// TestRequestContextCancelled: as under net/http, a request's context ends
+// when its handler returns: context.AfterFunc callbacks run, goroutines
+// waiting on Done wake, Err says Canceled; the next request gets a live one.
+func TestRequestContextCancelled(t *testing.T) {
+	var g guest
+	var kept []context.Context
+	fired, woke := make(chan struct{}, 2), make(chan struct{}, 2)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if err := ctx.Err(); err != nil {
+			panic("the context is done while the handler runs: " + err.Error())
+		}
+		kept = append(kept, ctx)
+		if len(kept) == 1 {
+			context.AfterFunc(ctx, func() { fired <- struct{}{} })
+			go func() { <-ctx.Done(); woke <- struct{}{} }()
+		}
+	})
+	for range 2 {
+		if resp := roundTrip(t, &g, h, getReq("/", "")); resp.Status != 200 {
+			t.Fatalf("status %d: %s", resp.Status, resp.Body)
+		}
+	}
+	if kept[0] == kept[1] {
+		t.Fatal("two requests shared one context")
+	}
+	for i, ctx := range kept {
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			t.Fatalf("request %d: context error after the handler returned: %v, want Canceled", i, ctx.Err())
+		}
+	}
+	for name, ch := range map[string]chan struct{}{"AfterFunc": fired, "a goroutine waiting on Done": woke} {
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: never ran", name)
+		}
 	}
 }
