@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -87,16 +88,25 @@ func (e *Env) build(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Validate the manifest before spending time on the build.
+	// Validate the manifest before spending time on the build, as it will
+	// be installed: relative paths in it (directory grants) are relative to
+	// the installed file in the plugins directory, not to the project.
 	manifest := filepath.Join(dir, ManifestFile)
+	dst := strings.TrimSuffix(*out, ".wasm") + ".toml"
 	hasManifest := false
-	if _, err := os.Stat(manifest); err == nil {
-		if _, err := config.LoadManifest(manifest); err != nil {
-			fmt.Fprintln(e.Stderr, "wasmcorn: invalid manifest:")
+	if data, err := os.ReadFile(manifest); err == nil {
+		m, err := config.ParseManifest(dst, data)
+		if err == nil {
+			err = m.Validate()
+		}
+		if err != nil {
+			fmt.Fprintf(e.Stderr, "wasmcorn: invalid manifest %s (checked as installed at %s):\n", manifest, dst)
 			printProblems(e.Stderr, err)
 			return errReported
 		}
 		hasManifest = true
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read manifest: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		return err
@@ -124,7 +134,6 @@ func (e *Env) build(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(e.Stdout, "built %s (%s) in %s\n", *out, config.ByteSize(fi.Size()).Human(), time.Since(start).Round(100*time.Millisecond))
 	if hasManifest {
-		dst := strings.TrimSuffix(*out, ".wasm") + ".toml"
 		f, err := os.Open(manifest)
 		if err != nil {
 			return err

@@ -345,3 +345,24 @@ func serveURL(t *testing.T, logs func() string) string {
 	})
 	return url
 }
+
+// TestBuildChecksManifestAsInstalled: build validates a manifest as it
+// will be installed, in the plugins directory: a relative directory grant
+// names a directory there, not in the project. It fails before building.
+func TestBuildChecksManifestAsInstalled(t *testing.T) {
+	work := t.TempDir()
+	proj, plugins := filepath.Join(work, "greet"), filepath.Join(work, "plugins")
+	if err := os.MkdirAll(filepath.Join(proj, "shared"), 0o755); err != nil { // next to the source only
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(proj, "go.mod"), "module greet\n\ngo 1.26\n")
+	writeFile(t, filepath.Join(proj, "main.go"), "package main\n\nfunc main() {}\n")
+	writeFile(t, filepath.Join(proj, ManifestFile), "[grants]\ndirs = [{ guest = \"/shared\", host = \"shared\" }]\n")
+	_, stderr, err := run(t, nil, "build", "-plugins", plugins, proj)
+	if !errors.Is(err, errReported) || !strings.Contains(stderr, filepath.Join(plugins, "shared")) {
+		t.Fatalf("build with a grant of a directory missing from the plugins directory: %v\n%s", err, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(plugins, "greet.wasm")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("build went on after an invalid manifest (%v)", err)
+	}
+}
