@@ -360,6 +360,11 @@ payload = "{}"
 	if err := m.CheckGrants(c); err != nil {
 		t.Fatal(err)
 	}
+	// A job timeout must stay below the server's job lease.
+	m.Jobs[0].Timeout = c.Jobs.Lease
+	if err := m.CheckGrants(c); err == nil || !strings.Contains(err.Error(), "jobs[0].timeout") {
+		t.Fatalf("CheckGrants with a job timeout equal to the lease: %v", err)
+	}
 }
 
 func TestManifestDefaults(t *testing.T) {

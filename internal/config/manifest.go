@@ -333,12 +333,20 @@ func (m *Manifest) Validate() error {
 	return p.err()
 }
 
-// CheckGrants reports grants that name databases c does not configure.
+// CheckGrants reports what of the manifest c cannot give: grants that
+// name databases c does not configure, and [[jobs]] timeouts not below c's
+// job lease (the runner would refuse to consume the queue: a running job
+// would be claimed again).
 func (m *Manifest) CheckGrants(c *Config) error {
 	p := &problems{file: m.File}
 	for i, db := range m.Grants.Databases {
 		if _, ok := c.Databases[db]; !ok {
 			p.add(fmt.Sprintf("grants.databases[%d]", i), "database %q is not configured ([databases.%s] in the server config)", db, db)
+		}
+	}
+	for i, j := range m.Jobs {
+		if t, lease := j.Timeout.D(), c.Jobs.Lease.D(); t > 0 && t >= lease {
+			p.add(fmt.Sprintf("jobs[%d].timeout", i), "%v is not below [jobs] lease %v in the server config; a running job would be claimed again", t, lease)
 		}
 	}
 	return p.err()
