@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/wasmcorn/wasmcorn/abi"
@@ -265,6 +266,11 @@ func (c *Ctx) finish(dst []byte) []byte {
 	}
 	c.resp = abi.Response{Status: uint32(c.status), Headers: c.hdrs, Body: c.body}
 	if string(c.Method()) == http.MethodHead {
+		if len(c.body) > 0 && headerValue(c.hdrs, "Content-Length") == nil {
+			// The host sends no body for HEAD; it sends this length.
+			c.hdrs = append(c.hdrs, abi.Header{Name: immutableBytes("Content-Length"), Value: strconv.AppendInt(nil, int64(len(c.body)), 10)})
+			c.resp.Headers = c.hdrs
+		}
 		c.resp.Body = nil
 	}
 	return abi.AppendResponse(dst, &c.resp)

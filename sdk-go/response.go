@@ -175,6 +175,11 @@ func (w *responseWriter) finish(dst []byte) []byte {
 		ct := http.DetectContentType(w.body[:min(len(w.body), sniffLen)])
 		w.hdrs = append(w.hdrs, abi.Header{Name: immutableBytes("Content-Type"), Value: immutableBytes(ct)})
 	}
+	if w.head && w.declared < 0 && w.written > 0 && bodyAllowed(w.status) {
+		// The host sends no body for HEAD; it sends this length (as
+		// net/http does, the length of what the handler wrote).
+		w.hdrs = append(w.hdrs, abi.Header{Name: immutableBytes("Content-Length"), Value: strconv.AppendInt(nil, w.written, 10)})
+	}
 	resp := abi.Response{Status: uint32(w.status), Headers: w.hdrs, Body: w.body}
 	if w.head {
 		resp.Body = nil

@@ -57,9 +57,12 @@ func TestResponseWriter(t *testing.T) {
 			w.Header().Add("Set-Cookie", "a=1")
 			w.Header().Add("Set-Cookie", "b=2")
 		}, want{200, map[string][]string{"Set-Cookie": {"a=1", "b=2"}}, ""}},
-		{"HEAD drops the body, keeps the type", "HEAD", func(w http.ResponseWriter, r *http.Request) {
+		{"HEAD drops the body, keeps the type and the length", "HEAD", func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "%s", strings.Repeat("<html>", 200))
-		}, want{200, map[string][]string{"Content-Type": {"text/html; charset=utf-8"}}, ""}},
+		}, want{200, map[string][]string{"Content-Type": {"text/html; charset=utf-8"}, "Content-Length": {"1200"}}, ""}},
+		{"HEAD keeps a declared length", "HEAD", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "5")
+		}, want{200, map[string][]string{"Content-Length": {"5"}}, ""}},
 		{"204 refuses a body", "GET", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(204)
 			if _, err := w.Write([]byte("x")); !errors.Is(err, http.ErrBodyNotAllowed) {

@@ -188,6 +188,13 @@ func (s *Server) callPlugin(ctx *fasthttp.RequestCtx, st *reqState, t *target) {
 		name, value := resp.Headers[i].Name, resp.Headers[i].Value
 		switch {
 		case skipResponseHeader(name):
+			// A HEAD response has no body for fasthttp to count: the length
+			// the handler declares (a GET's) is sent as it is.
+			if len(resp.Body) == 0 && ctx.IsHead() && equalFoldBytes(name, "Content-Length") {
+				if n, err := fasthttp.ParseUint(value); err == nil {
+					h.SetContentLength(n)
+				}
+			}
 		case equalFoldBytes(name, "Content-Type"):
 			h.SetContentTypeBytes(value)
 		default:

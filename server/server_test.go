@@ -889,3 +889,24 @@ func TestConnectionLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestHeadContentLength: a HEAD response (no body from the guest) carries
+// the Content-Length the guest declared, the length a GET would have; a
+// GET's Content-Length is the body's, whatever the guest says.
+func TestHeadContentLength(t *testing.T) {
+	ts := startServer(t, nil, Options{}, Entry{Plugin: &fakePlugin{name: "doc", fn: func(r *abi.Request) (abi.Response, error) {
+		if string(r.Method) == "HEAD" {
+			return textResponse(200, "", "Content-Type", "text/html", "Content-Length", "1200"), nil
+		}
+		return textResponse(200, "short", "Content-Type", "text/html", "Content-Length", "1200"), nil
+	}}})
+	addr := strings.TrimPrefix(ts.url, "http://")
+	out, err := rawRequest(t, addr, []byte("HEAD /doc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+	if err != nil || !strings.Contains(out, "\r\nContent-Length: 1200\r\n") || strings.HasSuffix(out, "short") {
+		t.Fatalf("HEAD: %v\n%s", err, out)
+	}
+	out, err = rawRequest(t, addr, []byte("GET /doc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+	if err != nil || !strings.Contains(out, "\r\nContent-Length: 5\r\n") || !strings.HasSuffix(out, "short") {
+		t.Fatalf("GET: %v\n%s", err, out)
+	}
+}
