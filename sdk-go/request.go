@@ -93,7 +93,7 @@ type requestContext struct {
 }
 
 func (*requestContext) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (*requestContext) Value(any) any                { return nil }
+func (*requestContext) Value(any) any               { return nil }
 
 func (c *requestContext) Done() <-chan struct{} {
 	c.mu.Lock()
