@@ -104,8 +104,11 @@ def test_not_found_and_method_not_allowed(host):
 
 
 def test_head_has_no_body(host):
-    r = TestClient(make_app(), host=host).head("/items/1")
+    c = TestClient(make_app(), host=host)
+    r = c.head("/items/1")
     assert (r.status, r.body) == (200, b"")
+    # The length a GET would have, as net/http and the server send it.
+    assert r.headers.get("Content-Length") == str(len(c.get("/items/1").body))
 
 
 def test_form_and_cookies(host):

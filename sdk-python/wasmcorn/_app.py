@@ -267,6 +267,9 @@ class App:
                 if not isinstance(resp, Response):
                     raise TypeError("after_request function %r did not return a Response" % fn)
         if request.method == "HEAD":
+            # The server sends no body for HEAD, and this length (a GET's).
+            if resp.body and "content-length" not in resp.headers:
+                resp.headers.set("Content-Length", str(len(resp.body)))
             resp.body = b""
         return resp
 
