@@ -86,6 +86,12 @@ func (w *responseWriter) WriteHeader(code int) {
 	w.status = code
 	w.kvs = w.kvs[:0]
 	for k, vs := range w.header {
+		// Trailers are not sent: a response goes out whole when the
+		// handler returns. Their declaration and http.TrailerPrefix keys
+		// ("Trailer:X-Sum", not a valid header name) are left out.
+		if k == "Trailer" || strings.HasPrefix(k, http.TrailerPrefix) {
+			continue
+		}
 		w.kvs = append(w.kvs, headerKV{k, vs})
 	}
 	if len(w.kvs) > 1 {

@@ -60,6 +60,12 @@ func TestResponseWriter(t *testing.T) {
 		{"HEAD drops the body, keeps the type and the length", "HEAD", func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "%s", strings.Repeat("<html>", 200))
 		}, want{200, map[string][]string{"Content-Type": {"text/html; charset=utf-8"}, "Content-Length": {"1200"}}, ""}},
+		{"trailers left out", "GET", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Trailer", "X-Sum")
+			w.Header().Set(http.TrailerPrefix+"X-Late", "1")
+			w.Write([]byte("body"))
+			w.Header().Set("X-Sum", "42")
+		}, want{200, map[string][]string{"Trailer": nil, http.TrailerPrefix + "X-Late": nil, "X-Sum": nil}, "body"}},
 		{"HEAD keeps a declared length", "HEAD", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "5")
 		}, want{200, map[string][]string{"Content-Length": {"5"}}, ""}},
