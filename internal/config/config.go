@@ -40,7 +40,9 @@ type Config struct {
 	Static []Static `toml:"static"`
 
 	// Databases are the SQL databases plugins may be granted, by name
-	// ([databases.NAME]). Empty by default.
+	// ([databases.NAME]). There is always one named "default", an embedded
+	// SQLite database (data/default.db) unless [databases.default] says
+	// otherwise; a config adds the others.
 	Databases map[string]Database `toml:"databases"`
 	// Cache configures the cache and lock backend ([cache]).
 	Cache Cache `toml:"cache"`
