@@ -479,21 +479,18 @@ func equalFoldBytes(b []byte, s string) bool {
 		return false
 	}
 	for i := 0; i < len(b); i++ {
-		x, y := b[i], s[i]
-		if x == y {
-			continue
-		}
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
+		if x, y := b[i], s[i]; x != y && lowerASCII(x) != lowerASCII(y) {
 			return false
 		}
 	}
 	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // isParamHeader reports whether a client's header name starts with
@@ -505,17 +502,11 @@ func isParamHeader(name []byte) bool {
 		return false
 	}
 	for i := 0; i < len(ParamHeaderPrefix); i++ {
-		x, y := name[i], ParamHeaderPrefix[i]
+		x := name[i]
 		if x == '_' {
 			x = '-'
 		}
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
+		if lowerASCII(x) != lowerASCII(ParamHeaderPrefix[i]) {
 			return false
 		}
 	}
