@@ -122,6 +122,21 @@ func (e *Env) check(ctx context.Context, args []string) error {
 		problems++
 	}
 	_ = rejected // drained with the rest by the deferred loop
+	// A queue has one consumer; serve ignores a second plugin's [[jobs]]
+	// for it (plugins in name order, as serve takes them).
+	consumer := map[string]string{}
+	for _, p := range set.Plugins() {
+		name := p.Name()
+		m, _ := set.Manifest(name)
+		for _, j := range m.Jobs {
+			if first, ok := consumer[j.Queue]; ok {
+				fmt.Fprintf(out, "  FAIL %s: queue %q is already consumed by plugin %s ([[jobs]] in both manifests)\n", name, j.Queue, first)
+				problems++
+				continue
+			}
+			consumer[j.Queue] = name
+		}
+	}
 	for _, r := range set.Routes() {
 		fmt.Fprintf(out, "  route %s\n", r)
 	}

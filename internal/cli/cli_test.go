@@ -218,6 +218,11 @@ func TestCheck(t *testing.T) {
 	writeFile(t, filepath.Join(plugins, "jobless.toml"), "routes = []\n[[jobs]]\nqueue = \"q\"\n")
 	copyFile(t, filepath.Join(plugins, "needsdb.wasm"), hello)
 	writeFile(t, filepath.Join(plugins, "needsdb.toml"), "routes = []\n[grants]\ndatabases = [\"main\"]\n")
+	jobs := testplugins.Build(t, "jobs")
+	for _, name := range []string{"worka", "workb"} { // two consumers of one queue
+		copyFile(t, filepath.Join(plugins, name+".wasm"), jobs)
+		writeFile(t, filepath.Join(plugins, name+".toml"), "routes = []\n[grants]\ndatabases = [\"default\"]\n[[jobs]]\nqueue = \"work\"\n")
+	}
 
 	out, _, err = run(t, nil, "check", "-config", cfgFile, "-plugins", plugins)
 	if ExitCode(err) != 1 {
@@ -230,7 +235,8 @@ func TestCheck(t *testing.T) {
 		regexp.MustCompile(`FAIL jobless: manifest declares \[\[jobs\]\] but the module does not export wasmcorn_job`),
 		regexp.MustCompile(`FAIL .*needsdb\.toml: grants\.databases\[0\]: database "main" is not configured`),
 		regexp.MustCompile(`FAIL other: .*route conflict.*plugin hello.*plugin other`),
-		regexp.MustCompile(`6 problem\(s\)`),
+		regexp.MustCompile(`FAIL workb: queue "work" is already consumed by plugin worka`),
+		regexp.MustCompile(`7 problem\(s\)`),
 	} {
 		if !want.MatchString(out) {
 			t.Errorf("check output lacks %s:\n%s", want, out)
