@@ -99,7 +99,7 @@ func (c *Ctx) Host() []byte {
 	return c.Header("Host")
 }
 
-// Path returns the request path as the client sent it (not unescaped),
+// Path returns the request path, percent-decoded by the server (ABI.md),
 // "/" when empty.
 func (c *Ctx) Path() []byte {
 	if len(c.req.Path) == 0 {
