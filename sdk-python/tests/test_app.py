@@ -276,3 +276,75 @@ def test_parse_query_matches_parse_qsl():
     cases += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(12))) for _ in range(3000)]
     for qs in cases:
         assert parse_query(qs) == parse_qsl(qs, keep_blank_values=True), qs
+
+
+def test_before_request_response_gets_after_request(host):
+    app = wasmcorn.App()
+
+    @app.before_request
+    def gate(request):
+        return "short-circuit"
+
+    @app.after_request
+    def tag(request, resp):
+        resp.headers.set("X-After", "1")
+        return resp
+
+    @app.get("/")
+    def index(request):
+        return "never"
+
+    c = TestClient(app, host=host)
+    r = c.get("/")
+    assert (r.text, r.headers.get("X-After")) == ("short-circuit", "1")
+    r = c.head("/")
+    assert (r.body, r.headers.get("X-After"), r.headers.get("Content-Length")) == (b"", "1", "13")
+
+
+def test_tuple_headers_keep_repeated_names(host):
+    app = wasmcorn.App()
+
+    @app.get("/list")
+    def as_list(request):
+        return "ok", 200, [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Content-Type", "text/x-ok")]
+
+    @app.get("/headers")
+    def as_headers(request):
+        return "ok", wasmcorn.Headers([("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")])
+
+    c = TestClient(app, host=host)
+    for path in ("/list", "/headers"):
+        assert c.get(path).headers.get_all("Set-Cookie") == ["a=1", "b=2"], path
+    assert c.get("/list").headers.get_all("Content-Type") == ["text/x-ok"]
+
+
+def test_undecodable_path_echoed(host):
+    app = wasmcorn.App()
+
+    @app.get("/echo/<name>")
+    def echo(request, name):
+        return {"name": name}
+
+    @app.get("/text/<name>")
+    def text(request, name):
+        return name
+
+    # The server percent-decodes: /echo/%FF arrives as the byte 0xFF, which
+    # the SDK decodes with surrogateescape.
+    c = TestClient(app, host=host)
+    r = c.get("/echo/\udcff")
+    assert r.status == 200 and r.get_json() == {"name": "\udcff"}
+    r = c.get("/text/\udcff")
+    assert (r.status, r.body) == (200, b"\xff")
+
+
+def test_form_with_unknown_charset(host):
+    app = wasmcorn.App()
+
+    @app.post("/f")
+    def f(request):
+        return {"a": request.form.get("a")}
+
+    r = TestClient(app, host=host).post("/f", data=b"a=1",
+                                       headers={"Content-Type": "application/x-www-form-urlencoded; charset=bogus"})
+    assert (r.status, r.get_json()) == (200, {"a": "1"})

@@ -35,6 +35,11 @@ def test_cache_roundtrip_and_ttl(host, clock):
         cache.set("x", 5)
     with pytest.raises(ValueError):
         cache.set("x", b"", ttl=-1)
+    # A tiny positive TTL still expires (0 would mean never).
+    cache.set("tiny", b"v", ttl=0.0004)
+    assert [v for op, v in host.calls if op == _abi.OP_CACHE_SET][-1] == ["tiny", b"v", 1]
+    clock.t += 1
+    assert cache.get("tiny") is None
 
 
 def test_cache_many_incr_add(host):

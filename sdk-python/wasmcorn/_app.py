@@ -247,17 +247,21 @@ class App:
         response (through errorhandler if one is registered); other
         exceptions propagate to the runtime, which logs them and answers 500."""
         try:
-            if self.before:
-                for fn in self.before:
-                    rv = fn(request)
-                    if rv is not None:
-                        return make_response(rv)
-            route, params = self._find(request.method, request.path)
-            if params:
-                request._set_route_params(params)
-                resp = make_response(route.handler(request, **params))
-            else:
-                resp = make_response(route.handler(request))
+            resp = None
+            for fn in self.before:
+                rv = fn(request)
+                if rv is not None:
+                    # Short-circuits the handler, not the after_request
+                    # functions (as Flask, and as an abort() here does).
+                    resp = make_response(rv)
+                    break
+            if resp is None:
+                route, params = self._find(request.method, request.path)
+                if params:
+                    request._set_route_params(params)
+                    resp = make_response(route.handler(request, **params))
+                else:
+                    resp = make_response(route.handler(request))
         except HTTPError as e:
             h = self.error_handlers.get(e.status)
             resp = make_response(h(request, e)) if h is not None else e.response()

@@ -338,7 +338,7 @@ class Request:
     def _parse_form(self):
         ctype, opts = _options(self.headers.get("content-type", ""))
         if ctype == "application/x-www-form-urlencoded":
-            text = self.body.decode(opts.get("charset", "utf-8"), "replace")
+            text = _decode(self.body, opts.get("charset", "utf-8"))
             return MultiDict(parse_query(text)), MultiDict()
         if ctype == "multipart/form-data":
             return _parse_multipart(self.body, self.headers.get("content-type"))
@@ -403,8 +403,7 @@ def _parse_multipart(body, content_type):
         if filename is not None:
             files.append((name, UploadedFile(name, filename, part.get_content_type(), data)))
         else:
-            charset = part.get_content_charset() or "utf-8"
-            fields.append((name, data.decode(charset, "replace")))
+            fields.append((name, _decode(data, part.get_content_charset() or "utf-8")))
     return MultiDict(fields), MultiDict(files)
 
 
@@ -431,14 +430,28 @@ try:
 except ImportError:  # pragma: no cover - CPython always has _json
     _c_encoder = None
 _py_encoder = _json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default)
+_ascii_encoder = _json.JSONEncoder(separators=(",", ":"), default=_json_default)
+
+
+def _decode(data, charset):
+    """data decoded with charset, errors replaced; an unknown charset is
+    taken as UTF-8."""
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
 
 
 def dumps(obj):
     """Serialize obj to compact UTF-8 JSON bytes. Dates become ISO 8601
     strings, sets lists, and anything else json cannot encode its str()."""
-    if _c_encoder is not None:
-        return "".join(_c_encoder(obj, 0)).encode()
-    return _py_encoder.encode(obj).encode()
+    s = "".join(_c_encoder(obj, 0)) if _c_encoder is not None else _py_encoder.encode(obj)
+    try:
+        return s.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate: a byte of the request path that is not UTF-8
+        # (decoded with surrogateescape). \u escapes keep the JSON valid.
+        return _ascii_encoder.encode(obj).encode()
 
 
 class Response:
@@ -456,7 +469,9 @@ class Response:
         self.status = int(status)
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         if isinstance(body, str):
-            body = body.encode("utf-8")
+            # surrogateescape gives back the bytes of a request path that
+            # was not UTF-8 (decoded that way), e.g. echoed in a 404 text.
+            body = body.encode("utf-8", "surrogateescape")
             default_type = "text/plain; charset=utf-8"
         else:
             body = bytes(body)
@@ -547,8 +562,16 @@ def make_response(rv):
         if status is not None:
             r.status = int(status)
         if headers:
-            for k, v in (headers.items() if isinstance(headers, (dict, Headers)) else headers):
-                r.headers.set(k, v)
+            # Each name given replaces the response's values of that name;
+            # a name given several times (Set-Cookie) keeps every value.
+            pairs = headers.items() if isinstance(headers, (dict, Headers)) else headers
+            given = set()
+            for k, v in pairs:
+                if k.lower() not in given:
+                    given.add(k.lower())
+                    r.headers.set(k, v)
+                else:
+                    r.headers.add(k, v)
         return r
     if rv is None:
         return Response(b"", 204)

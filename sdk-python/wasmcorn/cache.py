@@ -23,10 +23,11 @@ from . import _abi, _host
 def _ms(ttl):
     if ttl is None:
         return 0
-    ms = int(round(float(ttl) * 1000))
-    if ms < 0:
+    ttl = float(ttl)
+    if ttl < 0:
         raise ValueError("ttl must be >= 0 seconds, got %r" % ttl)
-    return ms
+    # 0 means no expiry: a positive TTL under half a millisecond is 1 ms.
+    return max(int(round(ttl * 1000)), 1) if ttl > 0 else 0
 
 
 def _value(v):
