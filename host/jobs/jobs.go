@@ -15,8 +15,9 @@
 // schedule (ParseSchedule: "@every 30s", five cron fields, @daily...). Every
 // process sharing a backend computes the same slots and tries to submit
 // each; the backend lets exactly one succeed per (name, slot), so a job runs
-// once per slot however many servers run. Slots missed by more than a
-// minute (the process was down or suspended) are skipped, not caught up.
+// once per slot however many servers run. A slot missed by less than a
+// minute (a restart across it) is submitted late; slots missed by more
+// (the process was down or suspended) are skipped, not caught up.
 //
 // Two backends implement Backend: host/backend/sqlitequeue (durable, in a
 // SQLite file, the default) and host/backend/redisqueue (Redis Streams with

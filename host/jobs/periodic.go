@@ -22,7 +22,9 @@ type periodicEntry struct {
 
 // SetPeriodic replaces the set of periodic jobs. Each slot of each schedule
 // is submitted once across all processes sharing the backend, by whichever
-// gets there first. Slots before the call are not submitted. When any entry
+// gets there first. Of the slots before the call only the latest one less
+// than a minute old is submitted (firstSlot), so a restart across a slot
+// does not lose it. When any entry
 // is invalid (bad name, queue, schedule; duplicate name) nothing changes.
 func (r *Runner) SetPeriodic(list []Periodic) error {
 	entries := make([]*periodicEntry, 0, len(list))
@@ -58,6 +60,21 @@ func (r *Runner) SetPeriodic(list []Periodic) error {
 	return nil
 }
 
+// firstSlot is where a schedule starts when it is installed at now: its
+// latest slot missed by less than missTolerance, if any (a restart that
+// spans a slot must not lose it; the backend submits each slot once across
+// processes and restarts), else its next slot.
+func firstSlot(s Schedule, now time.Time) time.Time {
+	var last time.Time
+	for t := s.Next(now.Add(-missTolerance)); !t.IsZero() && !t.After(now); t = s.Next(t) {
+		last = t
+	}
+	if !last.IsZero() {
+		return last
+	}
+	return s.Next(now)
+}
+
 // schedule submits periodic jobs at their slots until ctx ends.
 func (r *Runner) schedule(ctx context.Context) {
 	defer r.loops.Done()
@@ -81,7 +98,7 @@ func (r *Runner) schedule(ctx context.Context) {
 				if old, ok := prev[e.p.Name+"\x00"+e.p.Schedule]; ok {
 					c.next = old.next // keep the slot in progress
 				} else {
-					c.next = c.sched.Next(now)
+					c.next = firstSlot(c.sched, now)
 				}
 				local = append(local, &c)
 			}

@@ -159,3 +159,29 @@ func FuzzParseSchedule(f *testing.F) {
 		}
 	})
 }
+
+// TestFirstSlot: a schedule installed at now starts at its latest slot of
+// the last minute (a restart across a slot does not lose it), else at its
+// next slot.
+func TestFirstSlot(t *testing.T) {
+	at := func(h, m, s int) time.Time { return time.Date(2026, 12, 7, h, m, s, 0, time.UTC) }
+	for _, c := range []struct {
+		spec      string
+		now, want time.Time
+	}{
+		{"@every 10s", at(10, 0, 25), at(10, 0, 20)},          // :20 passed 5 s ago; :10 and :00 are older
+		{"@daily", at(0, 0, 3), at(0, 0, 0)},                  // restarted 3 s after midnight
+		{"@daily", at(0, 5, 0), at(0, 0, 0).AddDate(0, 0, 1)}, // midnight passed 5 min ago: skipped
+		{"@hourly", at(1, 0, 0), at(1, 0, 0)},                 // installed on the slot
+		{"@hourly", at(1, 0, 59), at(1, 0, 0)},
+		{"@hourly", at(1, 1, 0), at(2, 0, 0)}, // exactly a minute late: skipped
+	} {
+		s, err := ParseSchedule(c.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := firstSlot(s, c.now); !got.Equal(c.want) {
+			t.Errorf("firstSlot(%s, %s) = %s, want %s", c.spec, c.now.Format(time.TimeOnly), got, c.want)
+		}
+	}
+}
