@@ -82,9 +82,9 @@ func (s *Server) retire(ctx context.Context, old, set *Set) {
 // version whose routes conflict with another plugin's (a plugin already
 // serving keeps its routes against a new one, whatever the names' order).
 // The returned error lists the plugins that failed (the server keeps
-// serving either way); it is nil when every plugin loaded. Concurrent calls run one after the
-// other. The phases' durations are logged and kept for the status page
-// (LastReload).
+// serving either way); it is nil when every plugin loaded. Concurrent
+// calls run one after the other. The phases' durations are logged and kept
+// for the status page (LastReload).
 func (s *Server) ReloadDir(ctx context.Context, cfg *config.Config, l Loader, opts LoadOptions) error {
 	s.reloadDirMu.Lock()
 	defer s.reloadDirMu.Unlock()

@@ -168,7 +168,7 @@ func (in *instance) readStores(ptr uint32) ([]abi.InterruptStore, error) {
 }
 
 // initialize runs _initialize, interrupting it at ctx's deadline or after
-// InitTimeout. Instantiation is rare, so a timer per call is fine here.
+// engine.InitTimeout. Instantiation is rare, so a timer per call is fine here.
 func (in *instance) initialize(ctx context.Context) error {
 	d := engine.InitTimeout
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
