@@ -242,7 +242,16 @@ static int out_field(PyObject *o) {
         }
         Py_ssize_t n;
         const char *u = PyUnicode_AsUTF8AndSize(o, &n);
-        return u == NULL ? -1 : buf_field(&resp, u, (size_t)n);
+        if (u != NULL) return buf_field(&resp, u, (size_t)n);
+        /* Lone surrogates: a request path that was not UTF-8, decoded with
+         * surrogateescape, echoed (a redirect's Location). Its bytes, as the
+         * Python codec writes them. */
+        PyErr_Clear();
+        PyObject *bs = PyUnicode_AsEncodedString(o, "utf-8", "surrogateescape");
+        if (bs == NULL) return -1;
+        int rc = buf_field(&resp, PyBytes_AS_STRING(bs), (size_t)PyBytes_GET_SIZE(bs));
+        Py_DECREF(bs);
+        return rc;
     }
     Py_buffer b;
     if (PyObject_GetBuffer(o, &b, PyBUF_SIMPLE) < 0) return -1;

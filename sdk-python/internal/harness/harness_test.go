@@ -281,6 +281,12 @@ func TestResponseHeaderEncoding(t *testing.T) {
 	if got := header(r, "X-Wide"); got != "\u8def" {
 		t.Errorf("X-Wide = %q, want UTF-8 bytes", got)
 	}
+	// A path that is not UTF-8 (the server percent-decoded /moved/%FF)
+	// echoed into a header goes back as its bytes, not a 500.
+	r, _ = do(t, in, Get("/moved/\xff"))
+	if r.Status != 302 || header(r, "Location") != "/moved/\xff/" {
+		t.Errorf("redirect to a non-UTF-8 path: %d, Location %q", r.Status, header(r, "Location"))
+	}
 }
 
 // TestRequestVectors sends the ABI's request vectors through the guest's C

@@ -88,6 +88,11 @@ def header(request):
     return wasmcorn.Response(b"x", headers={"X-Latin": "caf\u00e9", "X-Wide": "\u8def"})
 
 
+@app.get("/moved/<path:rest>")
+def moved(request, rest):
+    return wasmcorn.Response(b"", 302, headers={"Location": request.path + "/"})
+
+
 @app.get("/values")
 def values(request):
     # Host call values through the shim's C codec against wasmcorn._abi,
