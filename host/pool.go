@@ -116,7 +116,7 @@ func newPool(p *Plugin, mod engine.Module, cfg PoolConfig, limits Limits, wd *wa
 
 // fill creates instances up to Min; the first error is returned.
 func (pl *pool) fill(ctx context.Context) error {
-	for int(pl.live.Load()) < pl.cfg.Min {
+	for !pl.closed.Load() && int(pl.live.Load()) < pl.cfg.Min {
 		if !pl.reserve() {
 			return nil
 		}
@@ -125,9 +125,35 @@ func (pl *pool) fill(ctx context.Context) error {
 			pl.live.Add(-1)
 			return err
 		}
-		pl.idle <- in
+		pl.addIdle(in)
 	}
 	return nil
+}
+
+// addIdle makes in available to calls. The channel holds Max and live <=
+// Max, so it never blocks. An instance added after a drain emptied the
+// channel (a replacement or a warm-up still running when the drain gave up
+// waiting) is closed: drain sets closed before it empties the channel, so
+// either it sees in or this sees closed.
+func (pl *pool) addIdle(in *instance) {
+	pl.idle <- in
+	if pl.closed.Load() {
+		pl.closeIdle()
+	}
+}
+
+// closeIdle closes every idle instance.
+func (pl *pool) closeIdle() {
+	for {
+		select {
+		case in := <-pl.idle:
+			pl.wd.remove(in)
+			_ = in.inst.Close(context.Background())
+			pl.live.Add(-1)
+		default:
+			return
+		}
+	}
 }
 
 // reserve claims a slot for a new instance if the pool is below Max.
@@ -227,7 +253,7 @@ func (pl *pool) put(in *instance, broken bool) {
 		pl.discard(in)
 		return
 	}
-	pl.idle <- in // never blocks: the channel holds Max and live <= Max
+	pl.addIdle(in)
 }
 
 func (pl *pool) discard(in *instance) {
@@ -317,17 +343,7 @@ func (pl *pool) drain(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("plugin %q: drain: %w (%d calls still running)", pl.p.name, ctx.Err(), pl.busy.Load())
 	}
-	for {
-		select {
-		case in := <-pl.idle:
-			pl.wd.remove(in)
-			_ = in.inst.Close(context.Background())
-			pl.live.Add(-1)
-			continue
-		default:
-		}
-		break
-	}
+	pl.closeIdle()
 	return err
 }
 

@@ -62,7 +62,7 @@ func (pl *pool) grow(ctx context.Context, n, workers int) (int, error) {
 				made++
 				stop := firstEr != nil
 				mu.Unlock()
-				pl.idle <- in // never blocks: live <= Max = cap(idle)
+				pl.addIdle(in)
 				if stop {
 					return
 				}
