@@ -332,18 +332,23 @@ enabled = false
 // testCacheDir is a compilation cache shared by test runs.
 func testCacheDir() string { return filepath.Join(os.TempDir(), "wasmcorn-test-compile-cache") }
 
-// listeningRE finds the main listener's URL in a serve log (text format).
-var listeningRE = regexp.MustCompile(`msg=listening url=(\S+)`)
-
 // serveURL waits until logs name the URL the server listens on and
 // returns it. The tests' configs listen on port 0, so the kernel picks a
 // free port as the server binds: a port probed before the server starts
 // could be taken by another process in between.
 func serveURL(t *testing.T, logs func() string) string {
 	t.Helper()
+	return loggedURL(t, logs, "msg=listening", 90*time.Second)
+}
+
+// loggedURL waits up to limit until logs (slog's text format) hold a line
+// with msg (msg=listening, msg="admin listening") and returns its url.
+func loggedURL(t *testing.T, logs func() string, msg string, limit time.Duration) string {
+	t.Helper()
+	re := regexp.MustCompile(regexp.QuoteMeta(msg) + ` url=(\S+)`)
 	var url string
-	waitFor(t, 90*time.Second, "the server's listening address", logs, func() bool {
-		m := listeningRE.FindStringSubmatch(logs())
+	waitFor(t, limit, "a log line with "+msg+" and a url", logs, func() bool {
+		m := re.FindStringSubmatch(logs())
 		if m != nil {
 			url = m[1]
 		}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -89,14 +88,7 @@ enabled = false
 	// Server and admin both listen on 127.0.0.1:0: the upgrade must hand
 	// each its own socket back.
 	base := serveURL(t, logs)
-	var adminURL string
-	waitFor(t, 30*time.Second, "the admin listener's address", logs, func() bool {
-		m := regexp.MustCompile(`msg="admin listening" url=(\S+)`).FindStringSubmatch(logs())
-		if m != nil {
-			adminURL = m[1]
-		}
-		return m != nil
-	})
+	adminURL := loggedURL(t, logs, `msg="admin listening"`, 30*time.Second)
 	waitFor(t, 90*time.Second, "server serving with its pid file", logs, func() bool {
 		return readPid(pidFile) == oldPid && httpOK(base+"/hello")
 	})
