@@ -203,55 +203,54 @@ func (r *RedisServer) signal(sig syscall.Signal) error {
 	return err
 }
 
-// serverPID asks the server at addr for its process id (INFO server).
-func serverPID(addr string) (int, error) {
+// inline sends one inline command to the Redis server at addr, then calls
+// read with the connection's reader and the first line of the reply.
+func inline(addr, cmd string, read func(br *bufio.Reader, first string) error) error {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write([]byte("INFO server\r\n")); err != nil {
-		return 0, err
+	if _, err := conn.Write([]byte(cmd + "\r\n")); err != nil {
+		return err
 	}
 	br := bufio.NewReader(conn)
-	head, err := br.ReadString('\n')
+	first, err := br.ReadString('\n')
 	if err != nil {
-		return 0, err
+		return err
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
-	if !strings.HasPrefix(head, "$") || err != nil || n < 0 || n > 1<<20 {
-		return 0, fmt.Errorf("INFO answered %q", head)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(br, body); err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
-			return strconv.Atoi(v)
+	return read(br, first)
+}
+
+// serverPID asks the server at addr for its process id (INFO server).
+func serverPID(addr string) (pid int, err error) {
+	err = inline(addr, "INFO server", func(br *bufio.Reader, head string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
+		if !strings.HasPrefix(head, "$") || err != nil || n < 0 || n > 1<<20 {
+			return fmt.Errorf("INFO answered %q", head)
 		}
-	}
-	return 0, errors.New("INFO server has no process_id")
+		body := make([]byte, n)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+				pid, err = strconv.Atoi(v)
+				return err
+			}
+		}
+		return errors.New("INFO server has no process_id")
+	})
+	return pid, err
 }
 
 // ping sends an inline PING and expects +PONG.
 func ping(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line != "+PONG\r\n" {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
+	return inline(addr, "PING", func(_ *bufio.Reader, line string) error {
+		if line != "+PONG\r\n" {
+			return fmt.Errorf("PING answered %q", line)
+		}
+		return nil
+	})
 }
