@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/wasmcorn/wasmcorn/abi"
@@ -261,16 +260,14 @@ func (c *Ctx) finish(dst []byte) []byte {
 		c.body = c.body[:0]
 	}
 	if len(c.body) > 0 && headerValue(c.hdrs, "Content-Type") == nil && len(headerValue(c.hdrs, "Content-Encoding")) == 0 {
-		ct := http.DetectContentType(c.body[:min(len(c.body), sniffLen)])
-		c.hdrs = append(c.hdrs, abi.Header{Name: immutableBytes("Content-Type"), Value: immutableBytes(ct)})
+		c.hdrs = withSniffedType(c.hdrs, c.body)
+	}
+	head := string(c.Method()) == http.MethodHead
+	if head && len(c.body) > 0 && headerValue(c.hdrs, "Content-Length") == nil {
+		c.hdrs = withLength(c.hdrs, int64(len(c.body)))
 	}
 	c.resp = abi.Response{Status: uint32(c.status), Headers: c.hdrs, Body: c.body}
-	if string(c.Method()) == http.MethodHead {
-		if len(c.body) > 0 && headerValue(c.hdrs, "Content-Length") == nil {
-			// The host sends no body for HEAD; it sends this length.
-			c.hdrs = append(c.hdrs, abi.Header{Name: immutableBytes("Content-Length"), Value: strconv.AppendInt(nil, int64(len(c.body)), 10)})
-			c.resp.Headers = c.hdrs
-		}
+	if head {
 		c.resp.Body = nil
 	}
 	return abi.AppendResponse(dst, &c.resp)

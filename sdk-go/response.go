@@ -178,19 +178,28 @@ func (w *responseWriter) finish(dst []byte) []byte {
 		w.WriteHeader(http.StatusOK)
 	}
 	if !w.haveType && len(w.body) > 0 && bodyAllowed(w.status) && len(headerValue(w.hdrs, "Content-Encoding")) == 0 {
-		ct := http.DetectContentType(w.body[:min(len(w.body), sniffLen)])
-		w.hdrs = append(w.hdrs, abi.Header{Name: immutableBytes("Content-Type"), Value: immutableBytes(ct)})
+		w.hdrs = withSniffedType(w.hdrs, w.body)
 	}
 	if w.head && w.declared < 0 && w.written > 0 && bodyAllowed(w.status) {
-		// The host sends no body for HEAD; it sends this length (as
-		// net/http does, the length of what the handler wrote).
-		w.hdrs = append(w.hdrs, abi.Header{Name: immutableBytes("Content-Length"), Value: strconv.AppendInt(nil, w.written, 10)})
+		w.hdrs = withLength(w.hdrs, w.written) // as net/http: what the handler wrote
 	}
 	resp := abi.Response{Status: uint32(w.status), Headers: w.hdrs, Body: w.body}
 	if w.head {
 		resp.Body = nil
 	}
 	return abi.AppendResponse(dst, &resp)
+}
+
+// withSniffedType appends the Content-Type net/http would detect for body.
+func withSniffedType(hs []abi.Header, body []byte) []abi.Header {
+	ct := http.DetectContentType(body[:min(len(body), sniffLen)])
+	return append(hs, abi.Header{Name: immutableBytes("Content-Type"), Value: immutableBytes(ct)})
+}
+
+// withLength appends Content-Length n, for a HEAD response: it has no body
+// for the host to count, and the host sends this length.
+func withLength(hs []abi.Header, n int64) []abi.Header {
+	return append(hs, abi.Header{Name: immutableBytes("Content-Length"), Value: strconv.AppendInt(nil, n, 10)})
 }
 
 // errorResponse appends a plain-text response to dst.
