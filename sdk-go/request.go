@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -86,11 +87,22 @@ type requestParts struct {
 // transactions begun with it (rolled back on cancellation) end with the
 // request. Its channel is made only when someone asks for it; a request
 // whose handler never looks costs nothing more.
+//
+// It has the AfterFunc method the context package looks for: contexts
+// derived from it (context.WithCancel, WithTimeout, AfterFunc, and the one
+// database/sql makes for every query) register a callback instead of
+// starting a goroutine each to watch Done, as they must for a parent
+// context they do not know.
 type requestContext struct {
-	mu   sync.Mutex
-	done chan struct{}
-	err  error
+	mu    sync.Mutex
+	done  chan struct{}
+	err   error
+	after []*afterFunc
 }
+
+// afterFunc is one AfterFunc registration; f is nil once it ran or was
+// stopped.
+type afterFunc struct{ f func() }
 
 func (*requestContext) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (*requestContext) Value(any) any               { return nil }
@@ -113,15 +125,57 @@ func (c *requestContext) Err() error {
 	return c.err
 }
 
-// cancel ends the context; the handler has returned.
+// AfterFunc arranges for f to run once the request ends. The context
+// package calls it (see context.AfterFunc) with a function that cancels a
+// derived context, which does not block; f runs on the goroutine that ends
+// the request, after the handler returned, or in its own goroutine if the
+// request has already ended. stop reports whether it kept f from running.
+func (c *requestContext) AfterFunc(f func()) (stop func() bool) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	a := &afterFunc{f: f}
+	c.after = append(c.after, a)
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if a.f == nil {
+			return false
+		}
+		a.f = nil
+		if i := slices.Index(c.after, a); i >= 0 {
+			c.after = slices.Delete(c.after, i, i+1)
+		}
+		return true
+	}
+}
+
+// cancel ends the context; the handler has returned. The AfterFunc
+// callbacks run outside the lock: they read Err.
 func (c *requestContext) cancel() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err == nil {
-		c.err = context.Canceled
-		if c.done != nil {
-			close(c.done)
-		}
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = context.Canceled
+	if c.done != nil {
+		close(c.done)
+	}
+	after := c.after
+	c.after = nil
+	fs := make([]func(), 0, len(after))
+	for _, a := range after {
+		fs = append(fs, a.f)
+		a.f = nil
+	}
+	c.mu.Unlock()
+	for _, f := range fs {
+		f()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -262,6 +263,74 @@ func TestRequestContextCancelled(t *testing.T) {
 		case <-ch:
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%s: never ran", name)
+		}
+	}
+}
+
+// TestRequestContextAfterFunc: contexts derived from r.Context() register
+// with it instead of starting a goroutine each (the context package uses
+// its AfterFunc method), end with the request, and a stopped AfterFunc
+// never runs; one registered after the request ended runs at once.
+func TestRequestContextAfterFunc(t *testing.T) {
+	var g guest
+	var derived, timed context.Context
+	var registered int
+	stoppedRan := make(chan struct{}, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := r.Context().(*requestContext)
+		var cancel context.CancelFunc
+		derived, cancel = context.WithCancel(r.Context())
+		_ = cancel // cancelled by the request's end, not here
+		timed, cancel = context.WithTimeout(r.Context(), time.Hour)
+		_ = cancel
+		stop := context.AfterFunc(r.Context(), func() { stoppedRan <- struct{}{} })
+		registered = len(rc.after)
+		if !stop() {
+			panic("stop of a pending AfterFunc reported false")
+		}
+		if stop() {
+			panic("a second stop reported true")
+		}
+		if n := len(rc.after); n != 2 {
+			panic(fmt.Sprintf("%d registrations after a stop, want 2", n))
+		}
+		if derived.Err() != nil || timed.Err() != nil {
+			panic("a derived context ended while the handler runs")
+		}
+	})
+	if resp := roundTrip(t, &g, h, getReq("/", "")); resp.Status != 200 {
+		t.Fatalf("status %d: %s", resp.Status, resp.Body)
+	}
+	if registered != 3 {
+		t.Fatalf("%d AfterFunc registrations for WithCancel, WithTimeout and AfterFunc, want 3 (a goroutine each instead?)", registered)
+	}
+	for name, ctx := range map[string]context.Context{"WithCancel": derived, "WithTimeout": timed} {
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			t.Fatalf("%s of r.Context(): error %v after the request, want Canceled", name, ctx.Err())
+		}
+		select {
+		case <-ctx.Done():
+		default:
+			t.Fatalf("%s of r.Context(): Done not closed after the request", name)
+		}
+	}
+	select {
+	case <-stoppedRan:
+		t.Fatal("a stopped AfterFunc ran")
+	default:
+	}
+	late := make(chan struct{})
+	context.AfterFunc(derived, func() { close(late) })
+	rcLate := &requestContext{}
+	rcLate.cancel()
+	if rcLate.AfterFunc(func() { close(stoppedRan) })() {
+		t.Fatal("stop after the request ended reported true")
+	}
+	for _, ch := range []chan struct{}{late, stoppedRan} {
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatal("an AfterFunc registered after the end never ran")
 		}
 	}
 }
