@@ -153,7 +153,11 @@ func (h *Histogram) Percentile(p float64) time.Duration {
 	if h.total == 0 {
 		return 0
 	}
-	rank := uint64(math.Ceil(p / 100 * float64(h.total)))
+	// The nearest rank, ceil(p/100 * total), in integers: in floating point
+	// 99.9/100*1000 is 999.0000000000001 and would round up to the maximum.
+	// p counts in thousandths of a percent.
+	pm := uint64(math.Round(max(p, 0) * 1000))
+	rank := (pm*h.total + 99999) / 100000
 	rank = max(1, min(rank, h.total))
 	if rank == h.total {
 		return time.Duration(h.max)

@@ -10,7 +10,9 @@ import (
 
 // exactPercentile is the nearest-rank percentile of sorted.
 func exactPercentile(sorted []int64, p float64) int64 {
-	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	// The nearest rank ceil(p/100 * n) in exact rational arithmetic (the
+	// percentiles tested have at most three decimals).
+	rank := int((int64(math.Round(p*1000))*int64(len(sorted)) + 99999) / 100000)
 	rank = max(1, min(rank, len(sorted)))
 	return sorted[rank-1]
 }
@@ -202,5 +204,19 @@ func BenchmarkHistogramRecord(b *testing.B) {
 	h := NewHistogram()
 	for i := range b.N {
 		h.Record(time.Duration(i&0xffff) * time.Microsecond)
+	}
+}
+
+// The nearest-rank p99.9 of 1,000 values is the 999th; the float
+// rank 99.9/100*1000 = 999.0000000000001 rounds up to 1000, so p99.9 is
+// reported as the maximum.
+func TestPercentileRankExact(t *testing.T) {
+	h := NewHistogram()
+	for range 999 {
+		h.Record(time.Millisecond)
+	}
+	h.Record(time.Second)
+	if got := h.Percentile(99.9); float64(got) > (1+RelativeError)*float64(time.Millisecond) {
+		t.Errorf("p99.9 of 999 x 1ms and 1 x 1s = %v, want 1ms (the 999th value)", got)
 	}
 }

@@ -644,6 +644,14 @@ func (w *worker) loop() {
 		if r.stopped.Load() && out != outSuccess {
 			return // cut off by the end of the run; not the server's fault
 		}
+		// A timed window counts what completes inside it: a request sent
+		// during the warm-up that ends after the window began is the
+		// window's (otherwise every connection loses one request per run,
+		// and throughput reads low by Connections/Duration). A request
+		// count is of requests sent in the window.
+		if !measured && cfg.Requests <= 0 && r.measuring.Load() {
+			measured = true
+		}
 		w.record(measured, out, status, n, latency, err)
 		if out == outConnect && !w.sleep(10*time.Millisecond) {
 			return

@@ -319,7 +319,8 @@ func (r *Report) Ratios() []Ratio {
 				known = known && ra.Native > 0
 				met = met && ra.VsNative >= g.VsNative
 			}
-			if g.VsClassic > 0 && ra.BestClassic > 0 {
+			if g.VsClassic > 0 {
+				known = known && ra.BestClassic > 0
 				met = met && ra.VsClassic >= g.VsClassic
 			}
 			if g.FullSuccess {

@@ -489,9 +489,10 @@ func fileLimit() uint64 {
 	return uint64(lim.Cur) // int64 on some BSDs
 }
 
-// measure runs one scenario on one target.
-func measure(ctx context.Context, env *Env, opts *Options, sc *Scenario, t Target, path string) Measurement {
-	m := Measurement{Scenario: sc.Name, Target: t.Name(), Kind: t.Kind(), NewMySQLConns: -1}
+// measure runs one scenario on one target. m is a named result: the
+// deferred Stop check must be able to set its Error after a return.
+func measure(ctx context.Context, env *Env, opts *Options, sc *Scenario, t Target, path string) (m Measurement) {
+	m = Measurement{Scenario: sc.Name, Target: t.Name(), Kind: t.Kind(), NewMySQLConns: -1}
 	if sc.NeedsDB && env.MariaDB == nil || (sc.NeedsRedis && env.Redis == nil) {
 		m.Skipped = "MariaDB or Redis not available"
 		return m
