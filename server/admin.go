@@ -6,6 +6,8 @@ import (
 	_ "embed"
 	"encoding/json"
 	"html/template"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +27,11 @@ var metricsHandler = fasthttpadaptor.NewFastHTTPHandler(
 // 127.0.0.1:9090).
 func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set("Cache-Control", "no-store")
+	if why := s.foreignAdminRequest(ctx); why != "" {
+		ctx.Error("admin: request refused: "+why+"\n", fasthttp.StatusForbidden)
+		s.log.Warn("admin request refused", "reason", why, "path", string(ctx.Path()))
+		return
+	}
 	path := string(ctx.Path())
 	if h := s.opts.AdminRoutes[path]; h != nil {
 		h(ctx)
@@ -234,3 +241,39 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 		return string(b), err
 	},
 }).Parse(statusHTML))
+
+// foreignAdminRequest says why a request to the admin listener comes from
+// somewhere other than an operator's tool, or "" when it does not. Binding
+// the admin listener to loopback keeps other hosts out but not a web page
+// in a browser on the same machine: such a page can send a simple POST to
+// /admin/reload or the jobs endpoints without a CORS preflight, and with
+// DNS rebinding can read /status.json under a name of its own. Browsers
+// mark cross-origin requests (Origin, Sec-Fetch-Site) and a rebound name
+// shows in Host; curl, Prometheus and wasmcorn's own commands send neither
+// and use an address, localhost or the configured admin host.
+func (s *Server) foreignAdminRequest(ctx *fasthttp.RequestCtx) string {
+	if site := string(ctx.Request.Header.Peek("Sec-Fetch-Site")); site != "" && site != "same-origin" && site != "none" {
+		return "a " + site + " browser request"
+	}
+	host := string(ctx.Host())
+	if origin := ctx.Request.Header.Peek("Origin"); len(origin) > 0 {
+		if o := string(origin); o != "http://"+host && o != "https://"+host {
+			return "a browser request from origin " + strconv.Quote(o)
+		}
+	}
+	if host == "" {
+		return ""
+	}
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	name = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")
+	if net.ParseIP(name) != nil || strings.EqualFold(name, "localhost") {
+		return ""
+	}
+	if h, _, err := net.SplitHostPort(s.cfg.Admin.Listen); err == nil && strings.EqualFold(h, name) {
+		return ""
+	}
+	return "Host " + strconv.Quote(host) + " is not an address, localhost or the admin listener's host"
+}

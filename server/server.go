@@ -36,6 +36,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -196,7 +197,12 @@ func New(opts Options) (*Server, error) {
 		CloseOnShutdown:       true,
 		SecureErrorLogMessage: true,
 		TCPKeepalive:          true,
-		Logger:                fasthttpLogger{s.log.With("listener", "public")},
+		// A plugin gets the body the client sent: fasthttp would otherwise
+		// parse multipart forms itself, hand Body() a re-encoded copy
+		// (preamble and part headers gone, parts in map order) and refuse
+		// forms of more than 1000 parts before any plugin saw them.
+		DisablePreParseMultipartForm: true,
+		Logger:                       fasthttpLogger{s.log.With("listener", "public")},
 	}
 	s.admin = &fasthttp.Server{
 		Handler:               s.handleAdmin,
@@ -458,7 +464,27 @@ func (s *Server) shutdown() {
 // fasthttpLogger routes fasthttp's own messages into slog.
 type fasthttpLogger struct{ l *slog.Logger }
 
+// ctxLogFormat is the format of fasthttp's per-request log lines
+// (RequestCtx.Logger): seconds, the request (connection, method and full
+// URI), the message.
+const ctxLogFormat = "%.3f %s - %s"
+
 func (f fasthttpLogger) Printf(format string, args ...any) {
+	if format == ctxLogFormat && len(args) == 3 {
+		// The full URI may carry secrets in its query (tokens, signed
+		// URLs), which the access log leaves out too.
+		if req, ok := args[1].(string); ok {
+			if i := strings.IndexByte(req, '?'); i >= 0 {
+				args[1] = req[:i] + "?..."
+			}
+		}
+		// A static file that is not there is an ordinary 404, not a
+		// warning: a scanner would otherwise log a line per request.
+		if msg, ok := args[2].(string); ok && (strings.HasPrefix(msg, "cannot open file ") || strings.HasPrefix(msg, "cannot open dir index ")) {
+			f.l.Debug(fmt.Sprintf(format, args...))
+			return
+		}
+	}
 	f.l.Warn(fmt.Sprintf(format, args...))
 }
 

@@ -222,7 +222,8 @@ type Static struct {
 	Browse bool `toml:"browse"`
 	// Compress serves gzip copies of compressible files to clients that
 	// accept them. The copies are cached under the plugins cache
-	// directory, never written next to the files. Default false.
+	// directory (the temporary directory when there is none), never
+	// written next to the files. Default false.
 	Compress bool `toml:"compress"`
 	// MaxAge sets Cache-Control: public, max-age=N when non-zero.
 	// Default "0s" (no Cache-Control header).
