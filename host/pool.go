@@ -293,6 +293,12 @@ func (pl *pool) call(ctx context.Context, export string, reqID []byte, msg []byt
 	pl.wd.arm(in, deadline)
 	resp, err := in.inst.Call(cctx, export, msg, pl.limits.MaxResponseBytes)
 	expired, killed := pl.wd.disarm(in)
+	if err == nil && killed {
+		// Stopped hard at its deadline, yet it returned (a sleep the stop
+		// cut short, then no loop or call before the end): still a
+		// timeout, as the stop says.
+		err = fmt.Errorf("plugin %q: %w: answered after it was stopped", pl.p.name, engine.ErrInterrupted)
+	}
 	if err == nil {
 		// After a soft stop the guest answered by itself (the Python SDK
 		// with a 504) and the instance stays in the pool.

@@ -6,29 +6,28 @@ import "fmt"
 // opcode this package does not know: the module is then ErrUnsupported, never
 // guessed at.
 const (
-	kInvalid          uint8 = iota
-	kNone                   // no immediate
-	kBlock                  // blocktype; opens a block (block, if, try)
-	kLoop                   // blocktype; opens a loop: instrumented after the blocktype
-	kEnd                    // closes a block, or the function
-	kU32                    // one u32 (label, func, local, table, tag, type, memory index)
-	kU32x2                  // two u32 (call_indirect: type, table)
-	kGlobal                 // global index, checked against the original global count
-	kBrTable                // vec(label) label
-	kMemarg                 // memarg
-	kI32                    // s32
-	kI64                    // s64
-	kF32                    // 4 bytes
-	kF64                    // 8 bytes
-	kSelectT                // vec(valtype)
-	kTryTable               // blocktype vec(catch); opens a block
-	kHeapType               // heaptype (ref.null)
-	kDelegate               // label; closes a legacy try block
-	kTailCall               // return_call, return_call_ref: u32; instrumented before the opcode
-	kTailCallIndirect       // return_call_indirect: u32 u32; instrumented before the opcode
-	kPrefixFC               // 0xFC: saturating truncation, bulk memory, table ops
-	kPrefixFD               // 0xFD: SIMD
-	kPrefixFE               // 0xFE: threads
+	kInvalid      uint8 = iota
+	kNone               // no immediate
+	kBlock              // blocktype; opens a block (block, if, try)
+	kLoop               // blocktype; opens a loop: instrumented after the blocktype
+	kEnd                // closes a block, or the function
+	kU32                // one u32 (label, func, local, table, tag, type, memory index)
+	kGlobal             // global index, checked against the original global count
+	kBrTable            // vec(label) label
+	kMemarg             // memarg
+	kI32                // s32
+	kI64                // s64
+	kF32                // 4 bytes
+	kF64                // 8 bytes
+	kSelectT            // vec(valtype)
+	kTryTable           // blocktype vec(catch); opens a block
+	kHeapType           // heaptype (ref.null)
+	kDelegate           // label; closes a legacy try block
+	kCall               // call, call_ref, return_call, return_call_ref: u32; instrumented before the opcode
+	kCallIndirect       // call_indirect, return_call_indirect: u32 u32; instrumented before the opcode
+	kPrefixFC           // 0xFC: saturating truncation, bulk memory, table ops
+	kPrefixFD           // 0xFD: SIMD
+	kPrefixFE           // 0xFE: threads
 )
 
 // opKinds maps every single-byte opcode to its immediate kind.
@@ -49,10 +48,12 @@ var opKinds = func() (t [256]uint8) {
 	set(kBlock, 0x02, 0x04, 0x06) // block, if, try
 	set(kLoop, 0x03)
 	set(kEnd, 0x0b)
-	set(kU32, 0x07, 0x08, 0x09, 0x0c, 0x0d, 0x10, 0x14, 0xd2, 0xd5, 0xd6)
-	set(kU32x2, 0x11)
-	set(kTailCall, 0x12, 0x15)
-	set(kTailCallIndirect, 0x13)
+	set(kU32, 0x07, 0x08, 0x09, 0x0c, 0x0d, 0xd2, 0xd5, 0xd6)
+	// Every call is charged, not only tail calls: calls repeat without
+	// any loop or backward jump (f(n) calling f(n-1) twice makes 2^n calls
+	// at a depth of n), so neither the stack nor the loop checks bound them.
+	set(kCall, 0x10, 0x14, 0x12, 0x15)
+	set(kCallIndirect, 0x11, 0x13)
 	set(kBrTable, 0x0e)
 	set(kDelegate, 0x18)
 	set(kSelectT, 0x1c)
@@ -218,11 +219,6 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 				}
 			}
 			frames = append(frames, f)
-		case kU32x2:
-			p = skipLEB(body, p, maxLEB32)
-			if p >= 0 {
-				p = skipLEB(body, p, maxLEB32)
-			}
 		case kBrTable:
 			var n uint32
 			n, p = readU32(body, p)
@@ -287,10 +283,10 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 			if len(frames) == 0 {
 				return rw.funcErr(fn, fmt.Errorf("%w: delegate outside a block at offset %d", ErrMalformed, at))
 			}
-		case kTailCall:
+		case kCall:
 			insert(at)
 			p = skipLEB(body, p, maxLEB32)
-		case kTailCallIndirect:
+		case kCallIndirect:
 			insert(at)
 			p = skipLEB(body, p, maxLEB32)
 			if p >= 0 {
@@ -384,8 +380,9 @@ func (rw *rewriter) body(raw, body []byte, fn int) error {
 // made from: such jumps only move forward through the m regions, so a run
 // of them ends.
 // A loop cannot repeat without a backward jump, which is charged; entering
-// the loop is a function call, and unbounded recursion is bounded by the
-// stack. Anything not matching the pattern exactly is charged.
+// the loop is a function call, and every call is charged (the stack bounds
+// recursion's depth, not its count). Anything not matching the pattern
+// exactly is charged.
 
 // ctrl is one open control frame of a function body.
 type ctrl struct {

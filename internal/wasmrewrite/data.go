@@ -192,3 +192,15 @@ func dropDataCustom(payload []byte) bool {
 	name := string(payload[q : q+int(n)])
 	return name == "linking" || len(name) > 6 && name[:6] == "reloc."
 }
+
+// HasStart reports whether the module has a start section: a function the
+// engine runs inside instantiation, before a host can reach the module's
+// exports (the interrupt global included). A malformed module returns an
+// error wrapping ErrMalformed.
+func HasStart(wasm []byte) (bool, error) {
+	rw := &rewriter{in: wasm}
+	if err := rw.scanSections(); err != nil {
+		return false, err
+	}
+	return rw.idx[secStart] >= 0, nil
+}

@@ -17,8 +17,9 @@
 //     space: memory.grow 0 (wazero's compiled code exits to Go for it, which
 //     gives the Go scheduler a preemption point), then refills $fuel, then
 //     traps with unreachable if $interrupt is not 0;
-//   - every loop body starts with, and every tail call (return_call*, which
-//     can cycle without a loop) is preceded by, the stack-neutral sequence
+//   - every loop body starts with, and every call (call*, return_call*:
+//     calls can repeat without a loop) is preceded by, the stack-neutral
+//     sequence
 //     $fuel--; if $fuel == 0 { call $tick }. Loops in the shape Go's code
 //     generator gives every function (a dispatch loop, see code.go) get the
 //     sequence before each branch back into them that is not provably a

@@ -60,6 +60,7 @@ func TestSpin(t *testing.T) {
 		{"loop", spin, "spin"},
 		{"nested call", spin, "spin_nested"},
 		{"tail call cycle", spin, "spin_tail"},
+		{"recursion without loops", spin, "spin_recursion"},
 		{"Go-style dispatch loop", spin, "spin_dispatch"},
 		{"Go-style dispatch loop, jump to own region", spin, "spin_dispatch_self"},
 		{"inside try_table catch_all", spinTryTableModule(), "spin"},

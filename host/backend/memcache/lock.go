@@ -14,6 +14,16 @@ import (
 
 const lockShards = 32
 
+// maxLockShardBytes bounds each shard's leases (keys plus leaseOverhead
+// each): 64 MiB over all shards. Leases live up to the host's maximum TTL
+// and need no grant, so without a bound one plugin acquiring distinct keys
+// could fill the host's memory. Past it, Acquire fails as an unavailable
+// backend would.
+const (
+	maxLockShardBytes = 2 << 20
+	leaseOverhead     = 128
+)
+
 // Locker is the in-process host.Locker: lease locks keyed by string, each
 // held by one random token until released or until its TTL runs out.
 //
@@ -36,9 +46,17 @@ type Locker struct {
 var _ host.Locker = (*Locker)(nil)
 
 type lockShard struct {
-	mu sync.Mutex
-	m  map[string]*lease
-	_  [64]byte
+	mu    sync.Mutex
+	m     map[string]*lease
+	bytes int // keys and leaseOverhead of the leases in m
+	_     [64]byte
+}
+
+// remove deletes key's lease and wakes its waiters; s.mu is held.
+func (s *lockShard) remove(key string, l *lease) {
+	delete(s.m, key)
+	s.bytes -= len(key) + leaseOverhead
+	l.end()
 }
 
 type lease struct {
@@ -110,8 +128,13 @@ func (l *Locker) Acquire(ctx context.Context, key string, ttl, wait time.Duratio
 		if cur == nil || !now.Before(cur.exp) {
 			tok := rand.Text()
 			if cur == nil {
+				if s.bytes+len(key)+leaseOverhead > maxLockShardBytes {
+					s.mu.Unlock()
+					return "", fmt.Errorf("memcache: acquire lock %q: too many locks held (%d MiB of leases): %w", key, lockShards*maxLockShardBytes>>20, host.ErrBackendDown)
+				}
 				// Clone: the key may alias a buffer the caller reuses.
 				s.m[strings.Clone(key)] = &lease{token: tok, exp: now.Add(ttl)}
+				s.bytes += len(key) + leaseOverhead
 			} else {
 				// Take over an expired lease, keeping its waiters' channel.
 				cur.token, cur.exp = tok, now.Add(ttl)
@@ -158,15 +181,13 @@ func (l *Locker) Release(_ context.Context, key, token string) (bool, error) {
 		return false, nil
 	}
 	if !l.now().Before(cur.exp) {
-		delete(s.m, key)
-		cur.end()
+		s.remove(key, cur)
 		return false, nil
 	}
 	if cur.token != token {
 		return false, nil
 	}
-	delete(s.m, key)
-	cur.end()
+	s.remove(key, cur)
 	return true, nil
 }
 
@@ -228,8 +249,7 @@ func (l *Locker) sweep() {
 		now := l.now()
 		for k, c := range s.m {
 			if !now.Before(c.exp) {
-				delete(s.m, k)
-				c.end()
+				s.remove(k, c)
 			}
 		}
 		s.mu.Unlock()

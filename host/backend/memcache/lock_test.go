@@ -3,6 +3,8 @@ package memcache
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -202,5 +204,41 @@ func BenchmarkLockAcquireRelease(b *testing.B) {
 	for b.Loop() {
 		tok, _ := l.Acquire(ctx, "k", time.Minute, 0)
 		l.Release(ctx, "k", tok)
+	}
+}
+
+// TestLockTableBounded: leases of distinct keys cannot fill the host's
+// memory: past the table's bound Acquire fails as an unavailable backend,
+// and released leases make room again.
+func TestLockTableBounded(t *testing.T) {
+	ctx := context.Background()
+	l := newLocker(t)
+	pad := strings.Repeat("k", 1000)
+	type held struct{ key, tok string }
+	var hs []held
+	refused := 0
+	limit := lockShards*maxLockShardBytes/(1000+8+leaseOverhead) + lockShards
+	for i := 0; i < limit+1000 && refused < 100; i++ {
+		key := fmt.Sprintf("%08d", i) + pad
+		tok, err := l.Acquire(ctx, key, time.Hour, 0)
+		if err != nil {
+			if !errors.Is(err, host.ErrBackendDown) {
+				t.Fatalf("acquire %d: %v, want ErrBackendDown", i, err)
+			}
+			refused++
+			continue
+		}
+		hs = append(hs, held{key, tok})
+	}
+	if refused == 0 || len(hs) > limit {
+		t.Fatalf("%d leases of 1 KiB keys held, %d refused: the table is not bounded near %d MiB", len(hs), refused, lockShards*maxLockShardBytes>>20)
+	}
+	for _, h := range hs {
+		if ok, err := l.Release(ctx, h.key, h.tok); !ok || err != nil {
+			t.Fatalf("release: %v, %v", ok, err)
+		}
+	}
+	if _, err := l.Acquire(ctx, "after"+pad, time.Hour, 0); err != nil {
+		t.Fatalf("acquire after releasing every lease: %v", err)
 	}
 }

@@ -119,8 +119,15 @@ var instrumentLoops func(wasm []byte) ([]byte, error)
 // that is not equivalent. Set by instrument.go.
 var dataImage func(wasm []byte) (code, image []byte, ok bool)
 
+// hasStart reports whether a module has a start section; set by
+// instrument.go.
+var hasStart func(wasm []byte) bool
+
 // Compile implements engine.Engine.
 func (e *Engine) Compile(ctx context.Context, name string, wasm []byte, cfg engine.ModuleConfig) (engine.Module, error) {
+	if hasStart != nil && hasStart(wasm) {
+		return nil, fmt.Errorf("plugin %q: %w: the module has a start section, which runs inside instantiation where no deadline can stop it; build it as a WASI reactor (exporting _initialize)", name, engine.ErrInit)
+	}
 	rt := e.plain
 	mode := "off"
 	var sum [32]byte
@@ -170,8 +177,7 @@ func (e *Engine) Compile(ctx context.Context, name string, wasm []byte, cfg engi
 		WithName("").
 		WithSysWalltime().
 		WithSysNanotime().
-		WithSysNanosleep().
-		WithRandSource(rand.Reader)
+		WithRandSource(rand.Reader) // sleeps: instance.nanosleep, per instance
 	mc = mc.WithStartFunctions()
 	for k, v := range cfg.Env {
 		mc = mc.WithEnv(k, v)
@@ -227,7 +233,7 @@ func instantiateGuarded(ctx context.Context, rt wazero.Runtime, cm wazero.Compil
 // preparedVersion names the format and content of prepared modules on
 // disk; change it whenever the rewrites change, so that files written by
 // an older host are not used.
-const preparedVersion = "v2" // v2: Go dispatch loops charged at backward jumps only
+const preparedVersion = "v3" // v2: Go dispatch loops charged at backward jumps only; v3: every call charged
 
 // prepared returns the module as it is compiled: its loops instrumented
 // when instrument is true and that is possible (instrumented reports it;
@@ -466,10 +472,10 @@ func (m *module) Close(ctx context.Context) error {
 }
 
 func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.Instance, error) {
-	in := &instance{mod: m, hc: hc}
+	in := &instance{mod: m, hc: hc, wake: make(chan struct{})}
 	in.ectx.in = in
 	in.ectx.Context = ctx
-	mc := m.mc
+	mc := m.mc.WithNanosleep(in.nanosleep)
 	if m.cfg.Stdout != nil {
 		mc = mc.WithStdout(engine.NewLineSplitter(m.cfg.Stdout))
 	}
@@ -502,14 +508,12 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 		in.interruptG = g
 	}
 	if m.hasInit {
-		if err := in.initialize(ctx); err != nil {
+		if _, err := in.bounded(ctx, mod.ExportedFunction(abi.ExportInitialize)); err != nil {
 			_ = mod.Close(ctx)
 			return nil, fmt.Errorf("plugin %q: %w: _initialize: %v", m.name, engine.ErrInit, err)
 		}
 	}
-	v := mod.ExportedFunction(abi.ExportVersion)
-	in.ectx.Context = ctx
-	res, err := v.Call(&in.ectx)
+	res, err := in.bounded(ctx, mod.ExportedFunction(abi.ExportVersion))
 	if err != nil {
 		_ = mod.Close(ctx)
 		return nil, fmt.Errorf("plugin %q: %w: %s trapped: %v", m.name, engine.ErrInit, abi.ExportVersion, err)
@@ -520,7 +524,7 @@ func (m *module) Instantiate(ctx context.Context, hc engine.HostCaller) (engine.
 			m.name, engine.ErrABIVersion, got, abi.Version)
 	}
 	if f := mod.ExportedFunction(abi.ExportInterruptStores); f != nil {
-		res, err := f.Call(&in.ectx)
+		res, err := in.bounded(ctx, f)
 		if err == nil {
 			in.stores, err = softStores(in.mem, uint32(res[0]))
 		}
@@ -559,9 +563,12 @@ type softStore struct {
 	v uint32
 }
 
-// initialize runs _initialize, interrupting it at ctx's deadline or after
-// engine.InitTimeout. Instantiation is rare, so a timer per call is fine here.
-func (in *instance) initialize(ctx context.Context) error {
+// bounded calls an export during instantiation (_initialize, the ABI
+// version, the interrupt table), interrupting it at ctx's deadline or after
+// engine.InitTimeout: a guest spinning in any of them must not hang a load
+// or a request that waits for a new instance. Instantiation is rare, so a
+// timer per call is fine here.
+func (in *instance) bounded(ctx context.Context, f api.Function) ([]uint64, error) {
 	d := engine.InitTimeout
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		d = time.Until(dl)
@@ -570,13 +577,14 @@ func (in *instance) initialize(ctx context.Context) error {
 	defer cancel()
 	t := time.AfterFunc(d, in.Interrupt)
 	in.ectx.Context = cctx
-	_, err := in.m.ExportedFunction(abi.ExportInitialize).Call(&in.ectx)
+	res, err := f.Call(&in.ectx)
+	in.ectx.Context = ctx
 	if !t.Stop() {
 		// The timer fired (or is firing): the instance is or will be
-		// interrupted, so it is unusable even if _initialize returned.
-		return fmt.Errorf("did not finish within %v", d)
+		// interrupted, so it is unusable even if the export returned.
+		return nil, fmt.Errorf("did not finish within %v", d)
 	}
-	return err
+	return res, err
 }
 
 // interruptExport must match wasmrewrite.InterruptExport.
@@ -613,6 +621,7 @@ type instance struct {
 	reply       []byte
 	pending     bool
 	interrupted atomic.Bool
+	wake        chan struct{} // closed by Interrupt: ends a guest's sleep
 	closeOnce   sync.Once
 	stores      []softStore // the guest's interrupt table, nil without one
 }
@@ -636,8 +645,26 @@ func (in *instance) Interrupt() {
 	if in.interruptG != nil {
 		in.interruptG.Set(1)
 	}
+	close(in.wake)
 	// Guarded modules stop through the context's Done channel, which the
 	// caller's watchdog closes.
+}
+
+// nanosleep is the guest's sleep (WASI poll_oneoff with a clock, as Go's
+// time.Sleep and Python's time.sleep use): a real sleep that Interrupt ends
+// early, so that a guest asleep past its deadline is stopped like a
+// spinning one (wazero's own sleep cannot be interrupted). After an early
+// wake the guest runs on to its next loop check or call and traps there.
+func (in *instance) nanosleep(ns int64) {
+	if ns <= 0 {
+		return
+	}
+	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-in.wake:
+	}
 }
 
 // SoftInterrupt asks the running call to stop by itself, by performing the

@@ -7,6 +7,10 @@ func init() {
 	instrumentLoops = func(wasm []byte) ([]byte, error) {
 		return wasmrewrite.InstrumentLoops(wasm, wasmrewrite.Options{})
 	}
+	hasStart = func(wasm []byte) bool {
+		ok, err := wasmrewrite.HasStart(wasm)
+		return ok && err == nil
+	}
 	dataImage = func(wasm []byte) ([]byte, []byte, bool) {
 		code, image, ok, err := wasmrewrite.DataImage(wasm)
 		return code, image, ok && err == nil

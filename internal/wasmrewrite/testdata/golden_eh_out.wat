@@ -17,7 +17,11 @@
       global.get $fuel i32.const 1 i32.sub global.set $fuel
       global.get $fuel i32.eqz if call $tick end
       (try
-        (do (try (do (call $thrower (local.get 0))) (delegate 0)))
+        (do (try (do
+          (local.get 0)
+          global.get $fuel i32.const 1 i32.sub global.set $fuel
+          global.get $fuel i32.eqz if call $tick end
+          (call $thrower)) (delegate 0)))
         (catch $ex (local.set $acc (i32.add (local.get $acc)))))
       (try
         (do

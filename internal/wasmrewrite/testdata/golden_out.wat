@@ -23,7 +23,10 @@
         global.get $fuel i32.const 1 i32.sub global.set $fuel
         global.get $fuel i32.eqz if call $tick end
         (br_if $done (i32.ge_u (local.get $i) (local.get 0)))
-        (call $f (local.get $i))
+        (local.get $i)
+        global.get $fuel i32.const 1 i32.sub global.set $fuel
+        global.get $fuel i32.eqz if call $tick end
+        (call $f)
         (local.set $i (i32.add (local.get $i) (global.get $g)))
         (br $l)))
     (local.get $i))

@@ -34,6 +34,14 @@
     (unreachable))
   (func (export "spin_dispatch_self") (call $started) (drop (call $dispatch_self (i32.const 0))))
 
+  ;; Recursion with no loop: f(n) calls f(n-1) twice, 2^60 calls at a depth
+  ;; of at most 60 frames.
+  (func $fan (param i32)
+    (if (local.get 0) (then
+      (call $fan (i32.sub (local.get 0) (i32.const 1)))
+      (call $fan (i32.sub (local.get 0) (i32.const 1))))))
+  (func (export "spin_recursion") (call $started) (call $fan (i32.const 60)))
+
   ;; A cycle of tail calls, with no loop instruction at all.
   (func $a (param i32) (return_call $b (i32.add (local.get 0) (i32.const 1))))
   (func $b (param i32) (return_call $a (local.get 0)))
