@@ -250,7 +250,8 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 // DNS rebinding can read /status.json under a name of its own. Browsers
 // mark cross-origin requests (Origin, Sec-Fetch-Site) and a rebound name
 // shows in Host; curl, Prometheus and wasmcorn's own commands send neither
-// and use an address, localhost or the configured admin host.
+// and use an address, localhost or the configured admin host. (The Host
+// check applies to a loopback listener only.)
 func (s *Server) foreignAdminRequest(ctx *fasthttp.RequestCtx) string {
 	if site := string(ctx.Request.Header.Peek("Sec-Fetch-Site")); site != "" && site != "same-origin" && site != "none" {
 		return "a " + site + " browser request"
@@ -261,7 +262,9 @@ func (s *Server) foreignAdminRequest(ctx *fasthttp.RequestCtx) string {
 			return "a browser request from origin " + strconv.Quote(o)
 		}
 	}
-	if host == "" {
+	// A rebound name only matters on loopback: an admin listener on a
+	// network address is reached under host names by design.
+	if a, ok := s.AdminAddr().(*net.TCPAddr); host == "" || !ok || !a.IP.IsLoopback() {
 		return ""
 	}
 	name := host
